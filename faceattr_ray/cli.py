@@ -1,0 +1,240 @@
+"""`faceattr-ray`: one command, many subcommands.
+
+Only argparse lives here. Each subcommand names the function that runs it as "module:function";
+that module (and so torch and Ray) is imported only when the subcommand runs, which keeps
+`faceattr-ray --help` and every `faceattr-ray SUB --help` instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what is wrong and where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _command(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(_target=target)
+    return p
+
+
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: start an embedded local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs for the embedded local Ray (default: all)")
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+
+def _add_demo(sub) -> None:
+    p = _command(sub, "demo", "faceattr_ray.demo:run",
+                 "Build a small model from generated data, annotate a folder with a local Ray, "
+                 "print a summary (the README's first command).")
+    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    p.add_argument("--images", type=int, default=24, help="generated images to annotate")
+    p.add_argument("--seed", type=int, default=0)
+    _ray_args(p)
+
+
+def _add_annotate(sub) -> None:
+    p = _command(sub, "annotate", "faceattr_ray.pipeline.annotate:run",
+                 "Annotate images with face attributes into a Parquet table (Ray Data).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="directories, globs, s3:// or gs:// prefixes, or a manifest "
+                        "(.txt/.csv/.parquet list of paths)")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--output", required=True, help="output directory (local or s3://)")
+    p.add_argument("--features", action="store_true",
+                   help="also write ANet FC features (for `train heads`)")
+    p.add_argument("--all-faces", action="store_true",
+                   help="one row for every face above the threshold (default: the dominant face)")
+    p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="lnet",
+                   help="lnet: the LNets cascade (default); cascade: scikit-image's LBP face "
+                        "cascade; full: the whole image is the face (aligned crops)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model batch")
+    p.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs per model actor, fractional allowed (default: 1 if the cluster "
+                        "has GPUs, else 0)")
+    p.add_argument("--actors", type=int, default=None,
+                   help="model actors (default: one per GPU, or 1 on CPU)")
+    p.add_argument("--decode-cpus", type=float, default=0.5, help="CPUs per decode task")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images larger than this many pixels (default: 89,478,485, "
+                        "PIL's own bomb limit)")
+    p.add_argument("--resume", choices=["auto", "never"], default="auto",
+                   help="auto: skip inputs already in OUTPUT (rerun a killed job to finish it); "
+                        "never: refuse a non-empty OUTPUT")
+    _ray_args(p)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="Train networks (Ray Train) or attribute heads.",
+                       description="Train networks (Ray Train) or attribute heads.")
+    tsub = p.add_subparsers(dest="train_command", metavar="JOB", required=True,
+                            parser_class=_Parser)
+    for name, help in [
+        ("lnet-pretrain", "LNet+ on an image folder of object classes (softmax, ten-crop)."),
+        ("anet-pretrain", "ANet on face identities (softmax + similarity loss)."),
+        ("finetune", "LNet_o, LNet_s and ANet with attribute tags (sigmoid cross-entropy)."),
+    ]:
+        tp = _command(tsub, name, "faceattr_ray.train.cli:run", help)
+        _train_common_args(tp)
+    hp = _command(tsub, "heads", "faceattr_ray.heads_cli:run_train_heads",
+                  "Fit per-attribute linear SVM heads on stored ANet features (no CNN is run).")
+    hp.add_argument("--features", required=True, help="Parquet with `path` and `features`")
+    hp.add_argument("--labels", required=True, help="attribute table (CSV/Parquet: path + columns)")
+    hp.add_argument("--out", required=True, help="bundle directory to write the heads into")
+    hp.add_argument("--base-model", default=None,
+                    help="bundle whose networks the new heads go with (copied into --out)")
+    hp.add_argument("--attributes", default=None, help="comma-separated subset of label columns")
+    hp.add_argument("--solver", choices=["liblinear", "ray"], default="liblinear",
+                    help="liblinear: scikit-learn LinearSVC in memory; ray: distributed, streaming")
+    hp.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0],
+                    help="SVM C values; the best on the validation part is kept")
+    hp.add_argument("--class-weight", choices=["none", "balanced"], default="none")
+    hp.add_argument("--protocol", choices=["holdout", "lfwa-plus"], default="holdout",
+                    help="lfwa-plus: train on one third, test on the rest, balanced accuracy")
+    hp.add_argument("--probabilities", action="store_true",
+                    help="also fit Platt scaling on the validation part")
+    hp.add_argument("--seed", type=int, default=0)
+    _ray_args(hp)
+
+
+def _train_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True,
+                   help="training data: an image folder of classes (lnet-pretrain) or a "
+                        "CelebA-layout root (anet-pretrain, finetune)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--init", default=None,
+                   help="weights to start from: a bundle, or torchvision AlexNet weights file")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers")
+    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--storage-path", default=None,
+                   help="checkpoints (local folder or s3://); default: OUT/../ray_results")
+    p.add_argument("--run-name", default=None,
+                   help="run name; re-running with the same name resumes from its checkpoint")
+    p.add_argument("--max-failures", type=int, default=2)
+    p.add_argument("--config", default=None, help="JSON file with architecture overrides")
+    p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
+    p.add_argument("--seed", type=int, default=0)
+    _ray_args(p)
+
+
+def _add_calibrate(sub) -> None:
+    p = _command(sub, "calibrate", "faceattr_ray.calibrate:run",
+                 "Set the face/no-face threshold from face and background images; store it in "
+                 "the bundle with its histogram plot.")
+    p.add_argument("--model", required=True, help="model bundle directory (updated in place)")
+    p.add_argument("--faces", required=True, nargs="+", help="images that each contain a face")
+    p.add_argument("--backgrounds", required=True, nargs="+", help="images with no face")
+    p.add_argument("--plot", default=None, help="histogram PNG (default: BUNDLE/threshold.png)")
+
+
+def _add_evaluate(sub) -> None:
+    p = _command(sub, "evaluate", "faceattr_ray.evaluate:run",
+                 "Per-attribute accuracy of a bundle on a CelebA-layout root.")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--celeba-root", required=True, help="CelebA-layout root")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full",
+                   help="how faces are found (default full: CelebA's aligned crops are faces)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--json", default=None, help="write the metrics as JSON here")
+
+
+def _add_extract_features(sub) -> None:
+    p = _command(sub, "extract-features", "faceattr_ray.pipeline.annotate:run_extract_features",
+                 "Write ANet features of images to Parquet (for `train heads`).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full")
+    p.add_argument("--batch-size", type=int, default=16)
+    _ray_args(p)
+
+
+def _add_generate(sub) -> None:
+    p = _command(sub, "generate", "faceattr_ray.data.synthetic:run",
+                 "Write generated people (CelebA layout, with boxes) or backgrounds.")
+    p.add_argument("--out", required=True, help="output root")
+    p.add_argument("--kind", choices=["aligned", "wild", "backgrounds"], default="wild",
+                   help="aligned: face crops; wild: people on cluttered scenes; backgrounds: none")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--identities", type=int, default=20)
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"))
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_reproduce(sub) -> None:
+    p = _command(sub, "reproduce", "faceattr_ray.reproduce:run",
+                 "The paper's protocol end to end on a CelebA-layout root.")
+    p.add_argument("--celeba-root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--backgrounds", nargs="*", default=None,
+                   help="background images for in-the-wild training (default: generated)")
+    p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
+    p.add_argument("--seed", type=int, default=0)
+    _ray_args(p)
+
+
+def _add_report(sub) -> None:
+    p = _command(sub, "report", "faceattr_ray.report:run",
+                 "A self-contained HTML report of a model (and optionally an annotate output).")
+    p.add_argument("--model", required=True)
+    p.add_argument("--celeba-root", default=None)
+    p.add_argument("--annotations", default=None, help="an annotate output directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=int, default=400, help="images to use from the root")
+
+
+def _add_info(sub) -> None:
+    p = _command(sub, "info", "faceattr_ray.bundle:run_info",
+                 "Print a model bundle's configuration, attributes and FLOPs.")
+    p.add_argument("model", help="model bundle directory")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from faceattr_ray import __version__
+
+    parser = _Parser(prog="faceattr-ray", description="Face attributes in the wild (LNets+ANet, ICCV 2015) on Ray.")
+    parser.add_argument("--version", action="version", version=f"faceattr-ray {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_evaluate,
+                _add_extract_features, _add_generate, _add_reproduce, _add_report, _add_info):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    module_name, func_name = args._target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    from faceattr_ray.errors import FaceAttrError
+
+    try:
+        result = func(args)
+    except FaceAttrError as e:
+        print(f"faceattr-ray {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
