@@ -88,10 +88,14 @@ def _add_train(sub) -> None:
         ("finetune", "LNet_o, LNet_s and ANet with attribute tags (sigmoid cross-entropy)."),
     ]:
         tp = _command(tsub, name, "faceattr_ray.train.cli:run", help)
-        _train_common_args(tp)
+        _train_common_args(tp, name)
     hp = _command(tsub, "heads", "faceattr_ray.heads_cli:run_train_heads",
                   "Fit per-attribute linear SVM heads on stored ANet features (no CNN is run).")
-    hp.add_argument("--features", required=True, help="Parquet with `path` and `features`")
+    hp.add_argument("--features", required=True,
+                    help="Parquet file or folder with `path` and `features` (list<float32>), "
+                         "optionally `patch_features` (per patch; see faceattr_ray/heads_cli.py)")
+    hp.add_argument("--mean-features", action="store_true",
+                    help="train on `features` (patch mean) even when `patch_features` exist")
     hp.add_argument("--labels", required=True, help="attribute table (CSV/Parquet: path + columns)")
     hp.add_argument("--out", required=True, help="bundle directory to write the heads into")
     hp.add_argument("--base-model", default=None,
@@ -110,26 +114,57 @@ def _add_train(sub) -> None:
     _ray_args(hp)
 
 
-def _train_common_args(p: argparse.ArgumentParser) -> None:
+def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> None:
     p.add_argument("--data", required=True,
                    help="training data: an image folder of classes (lnet-pretrain) or a "
                         "CelebA-layout root (anet-pretrain, finetune)")
-    p.add_argument("--out", required=True, help="bundle directory to write")
-    p.add_argument("--init", default=None,
-                   help="weights to start from: a bundle, or torchvision AlexNet weights file")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers")
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--out", required=True,
+                   help="bundle directory to write (with train_config.json, the resolved config)")
+    if job == "finetune":
+        p.add_argument("--nets", default="lnet_o,lnet_s,anet",
+                       help="comma-separated networks to fine-tune, in this order: lnet_o, "
+                            "lnet_s, anet (default: all; e.g. `--nets anet` on a CPU)")
+        p.add_argument("--init", default=None,
+                       help="a bundle to start from: its trained networks initialise the nets "
+                            "fine-tuned and are copied as they are for the others")
+        p.add_argument("--init-lnet", default=None,
+                       help="LNet+ to start both LNets from: an lnet-pretrain bundle or a "
+                            "torchvision AlexNet state_dict file")
+        p.add_argument("--init-anet", default=None, help="an anet-pretrain bundle")
+        p.add_argument("--attributes", default=None,
+                       help="comma-separated attribute subset (default: every column of the data)")
+        p.add_argument("--headshoulder", choices=["lnet_o", "boxes"], default="lnet_o",
+                       help="LNet_s windows: lnet_o = from the fine-tuned LNet_o's response map "
+                            "(the paper); boxes = the data's list_headshoulder_bbox.txt")
+    else:
+        p.add_argument("--init", default=None,
+                       help="torchvision AlexNet state_dict file (lnet-pretrain) or a bundle "
+                            "whose ANet to continue from (anet-pretrain)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size, split over the workers (default: 64)")
+    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (default: 1)")
+    p.add_argument("--use-gpu", action="store_true",
+                   help="one GPU per worker; mixed precision and channels-last")
+    p.add_argument("--local", action="store_true",
+                   help="run the same training loop in this process, without Ray")
     p.add_argument("--storage-path", default=None,
                    help="checkpoints (local folder or s3://); default: OUT/../ray_results")
     p.add_argument("--run-name", default=None,
-                   help="run name; re-running with the same name resumes from its checkpoint")
-    p.add_argument("--max-failures", type=int, default=2)
-    p.add_argument("--config", default=None, help="JSON file with architecture overrides")
-    p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
-    p.add_argument("--seed", type=int, default=0)
+                   help="run name (default: OUT's name + job); re-running with the same name "
+                        "and storage path resumes from its last checkpoint")
+    p.add_argument("--max-failures", type=int, default=None,
+                   help="worker failures to recover from (default: 2)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N images of each split (finetune)")
+    p.add_argument("--config", default=None,
+                   help='JSON with config overrides, e.g. {"lnet": {"channels": [...]}, '
+                        '"anet": {...}, "weight_decay": 0.0005}')
+    p.add_argument("--smoke-test", action="store_true",
+                   help="tiny networks, a few images, 2 steps, in-process on CPU (seconds)")
+    p.add_argument("--seed", type=int, default=None)
     _ray_args(p)
 
 
@@ -141,6 +176,8 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--faces", required=True, nargs="+", help="images that each contain a face")
     p.add_argument("--backgrounds", required=True, nargs="+", help="images with no face")
     p.add_argument("--plot", default=None, help="histogram PNG (default: BUNDLE/threshold.png)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model batch")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 
 def _add_evaluate(sub) -> None:
@@ -170,11 +207,23 @@ def _add_generate(sub) -> None:
     p = _command(sub, "generate", "faceattr_ray.data.synthetic:run",
                  "Write generated people (CelebA layout, with boxes) or backgrounds.")
     p.add_argument("--out", required=True, help="output root")
-    p.add_argument("--kind", choices=["aligned", "wild", "backgrounds"], default="wild",
-                   help="aligned: face crops; wild: people on cluttered scenes; backgrounds: none")
+    p.add_argument("--kind", choices=["aligned", "wild", "backgrounds", "distractors", "paste"],
+                   default="wild",
+                   help="aligned: face crops (img_align_celeba/); wild: people on cluttered scenes "
+                        "(img_celeba/ + face and head-shoulder boxes); backgrounds: no face; "
+                        "distractors: non-human faces only; paste: real faces from --faces-from "
+                        "pasted onto backgrounds (img_celeba/ + boxes)")
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--identities", type=int, default=20)
-    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"))
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                   help="image size (default: 89 109 for aligned, 256 192 otherwise)")
+    p.add_argument("--max-people", type=int, default=3, help="people per wild/paste image, 1..N")
+    p.add_argument("--distractor-rate", type=float, default=0.3,
+                   help="chance of a non-human face in a wild image")
+    p.add_argument("--faces-from", default=None, help="CelebA-layout root to paste faces from")
+    p.add_argument("--backgrounds-from", default=None,
+                   help="folder/glob/manifest of background images for --kind paste "
+                        "(default: generated)")
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -1,0 +1,253 @@
+"""Model bundles: a directory with ``config.json`` and safetensors weights.
+
+``config.json`` holds the format name and version, the package version, attribute names, the
+network configs, preprocessing, localizer settings (threshold), the heads' array names and the
+sha256 of every weight file. Loading reads only JSON and safetensors, so it never unpickles code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
+
+from faceattr_ray import __version__
+from faceattr_ray.errors import BundleError
+from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, ANet, ANetConfig, LNet, LNetConfig
+
+FORMAT_NAME = "faceattr-ray-bundle"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+NETWORKS = ("lnet_o", "lnet_s", "anet")
+HEADS_FILE = "heads.safetensors"
+HEAD_ARRAYS = ("weight", "bias", "platt_a", "platt_b")
+
+
+@dataclass
+class Bundle:
+    path: str | None
+    config: dict                       # extra settings (preprocess, localizer, ...); see save
+    attributes: list[str]
+    lnet_o: LNet | None
+    lnet_s: LNet | None
+    anet: ANet
+    heads: dict[str, np.ndarray] | None = None  # weight (A, F), bias (A,), platt_a, platt_b
+    threshold: float | None = None     # face/no-face threshold on the max window score
+    extra_files: dict[str, str] = field(default_factory=dict)  # name -> sha256, read only
+
+
+def default_preprocess() -> dict:
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "lnet_s_size": 227}
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(path: str | os.PathLike, bundle: Bundle) -> None:
+    """Write ``bundle`` into directory ``path`` (created if needed; files overwritten)."""
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    config: dict[str, Any] = dict(bundle.config)
+    config.setdefault("preprocess", default_preprocess())
+    localizer = dict(config.get("localizer") or {})
+    localizer["threshold"] = None if bundle.threshold is None else float(bundle.threshold)
+    files: dict[str, str] = {}
+    for name in NETWORKS:
+        net = getattr(bundle, name)
+        if net is None:
+            config[name] = None
+            continue
+        config[name] = net.config.to_dict()
+        file = f"{name}.safetensors"
+        state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+        save_torch(state, os.path.join(path, file), metadata={"network": name})
+        files[file] = sha256_file(os.path.join(path, file))
+    if bundle.heads is not None:
+        arrays = {k: np.ascontiguousarray(v, dtype=np.float32)
+                  for k, v in bundle.heads.items() if v is not None}
+        save_numpy(arrays, os.path.join(path, HEADS_FILE))
+        files[HEADS_FILE] = sha256_file(os.path.join(path, HEADS_FILE))
+        config["heads"] = {"file": HEADS_FILE, "arrays": sorted(arrays),
+                           "shape": list(arrays["weight"].shape) if "weight" in arrays else None}
+    else:
+        config["heads"] = None
+    config.update({
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": __version__,
+        "attributes": list(bundle.attributes), "localizer": localizer,
+        "files": {**bundle.extra_files, **files},
+    })
+    tmp = os.path.join(path, CONFIG_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+    os.replace(tmp, os.path.join(path, CONFIG_FILE))  # config last: a bundle is whole or absent
+    bundle.path = path
+    bundle.config = config
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Read and check a bundle's config.json (format and version)."""
+    file = os.path.join(os.fspath(path), CONFIG_FILE)
+    try:
+        with open(file) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise BundleError(f"{file}: not found (is {path} a model bundle?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise BundleError(f"{file}: not a {FORMAT_NAME} config")
+    if not isinstance(config.get("files"), dict):
+        raise BundleError(f"{file}: 'files' (weight file hashes) is missing or not a mapping")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{file}: format version {version!r} is not supported "
+                          f"(this faceattr-ray reads version {FORMAT_VERSION})")
+    return config
+
+
+def _checked_file(root: str, name: str, config: dict) -> str:
+    file = os.path.join(root, name)
+    expected = (config.get("files") or {}).get(name)
+    if not os.path.isfile(file):
+        raise BundleError(f"{file}: missing from the bundle")
+    if expected is None:
+        raise BundleError(f"{file}: no sha256 for it in {CONFIG_FILE}")
+    if sha256_file(file) != expected:
+        raise BundleError(f"{file}: sha256 does not match {CONFIG_FILE} (corrupted or replaced)")
+    return file
+
+
+def _load_network(root: str, name: str, config: dict, device: str):
+    cfg = config.get(name)
+    if cfg is None:
+        return None
+    file = _checked_file(root, f"{name}.safetensors", config)
+    try:
+        net = (LNet(LNetConfig.from_dict(cfg)) if name.startswith("lnet")
+               else ANet(ANetConfig.from_dict(cfg)))
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{os.path.join(root, CONFIG_FILE)}: bad {name} config ({e})") from None
+    try:
+        state = load_torch(file)
+    except (SafetensorError, OSError) as e:
+        raise BundleError(f"{file}: unreadable safetensors ({e})") from None
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise BundleError(f"{file}: tensors do not match the {name} config "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise BundleError(f"{file}: {key} has shape {tuple(value.shape)}, the {name} config "
+                              f"expects {tuple(own[key].shape)}")
+    net.load_state_dict(state)
+    return net.to(device).eval()
+
+
+def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle written by ``save_bundle``; models come back in eval mode on ``device``."""
+    root = os.fspath(path)
+    config = read_config(root)
+    nets = {name: _load_network(root, name, config, device) for name in NETWORKS}
+    if nets["anet"] is None:
+        raise BundleError(f"{os.path.join(root, CONFIG_FILE)}: the bundle has no anet")
+    attributes = list(config.get("attributes") or [])
+    heads = None
+    if config.get("heads"):
+        file = _checked_file(root, config["heads"].get("file", HEADS_FILE), config)
+        try:
+            heads = load_numpy(file)
+        except (SafetensorError, OSError) as e:
+            raise BundleError(f"{file}: unreadable safetensors ({e})") from None
+        w, b = heads.get("weight"), heads.get("bias")
+        if w is None or b is None:
+            raise BundleError(f"{file}: needs arrays 'weight' and 'bias'")
+        a, f = len(attributes), nets["anet"].config.feature_dim
+        if w.shape != (a, f) or b.shape != (a,):
+            raise BundleError(f"{file}: weight {w.shape} / bias {b.shape} do not match "
+                              f"{a} attributes x {f} ANet features")
+        for k in ("platt_a", "platt_b"):
+            if k in heads and heads[k].shape != (a,):
+                raise BundleError(f"{file}: {k} has shape {heads[k].shape}, expected ({a},)")
+    threshold = (config.get("localizer") or {}).get("threshold")
+    ours = {f"{n}.safetensors" for n in NETWORKS} | {HEADS_FILE}
+    extra = {k: v for k, v in (config.get("files") or {}).items() if k not in ours}
+    return Bundle(path=root, config=config, attributes=attributes, lnet_o=nets["lnet_o"],
+                  lnet_s=nets["lnet_s"], anet=nets["anet"], heads=heads,
+                  threshold=None if threshold is None else float(threshold), extra_files=extra)
+
+
+# --- FLOPs and `faceattr-ray info` --------------------------------------------------------------
+
+
+def count_flops(fn, *inputs) -> int:
+    """FLOPs of one call, counted by torch's FlopCounterMode (convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        fn(*inputs)
+    return int(counter.get_total_flops())
+
+
+def network_flops(lnet_o: LNet | None, lnet_s: LNet | None, anet: ANet) -> list[dict]:
+    """FLOPs per image of each network at its default input size (rows for a table)."""
+    rows = []
+    for name, net in (("lnet_o", lnet_o), ("lnet_s", lnet_s)):
+        if net is None:
+            continue
+        s = net.config.input_size
+        x = torch.zeros(1, 3, s, s, device=next(net.parameters()).device)
+        rows.append({"network": name, "what": f"C1-C5 on {s}x{s}",
+                     "flops": count_flops(net.c5, x)})
+    cfg = anet.config
+    dev = next(anet.parameters()).device
+    p, w = cfg.patch_size, cfg.window_size
+    rows.append({"network": "anet", "what": f"one {p}x{p} patch",
+                 "flops": count_flops(anet, torch.zeros(1, 3, p, p, device=dev))})
+    win = torch.zeros(1, 3, w, w, device=dev)
+    g = cfg.grid * cfg.grid
+    rows.append({"network": "anet", "what": f"{g} patches, one pass ({w}x{w} window)",
+                 "flops": count_flops(anet.patch_features, win)})
+    rows.append({"network": "anet", "what": f"{g} patches, patch by patch",
+                 "flops": count_flops(anet.patch_features_naive, win)})
+    return rows
+
+
+def format_flops_table(rows: list[dict]) -> str:
+    lines = ["| network | input | GFLOPs |", "| --- | --- | ---: |"]
+    lines += [f"| {r['network']} | {r['what']} | {r['flops'] / 1e9:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def run_info(args) -> int:
+    """`faceattr-ray info BUNDLE`: configuration, attributes and FLOPs."""
+    bundle = load_bundle(args.model)
+    cfg = bundle.config
+    print(f"bundle: {bundle.path}  (format {cfg['format']} v{cfg['format_version']}, "
+          f"written by faceattr-ray {cfg.get('package_version')})")
+    for name in NETWORKS:
+        print(f"{name}: {json.dumps(cfg.get(name))}")
+    print(f"preprocess: {json.dumps(cfg.get('preprocess'))}")
+    print(f"localizer: {json.dumps(cfg.get('localizer'))}")
+    heads = cfg.get("heads")
+    print(f"heads: {json.dumps(heads) if heads else 'none'}")
+    print(f"attributes ({len(bundle.attributes)}): {', '.join(bundle.attributes)}")
+    print(format_flops_table(network_flops(bundle.lnet_o, bundle.lnet_s, bundle.anet)))
+    return 0

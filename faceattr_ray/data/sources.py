@@ -1,0 +1,214 @@
+"""Where images come from: directories, globs, manifests and object-store URIs -> a path list.
+
+Local inputs stay plain absolute paths; anything with a scheme (``s3://``, ``gs://``,
+``file://``, ...) goes through ``pyarrow.fs`` and comes back as a full URI. Manifest entries are
+kept even when the file is missing: the annotate job turns them into error rows, so every input
+is accounted for.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import glob
+import io
+import os
+
+from faceattr_ray.errors import DataError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif",
+)  # fmt: skip
+MANIFEST_EXTENSIONS: tuple[str, ...] = (".txt", ".csv", ".parquet")
+_GLOB_CHARS = "*?["
+
+
+def is_uri(path: str) -> bool:
+    """True for ``scheme://...`` inputs (s3, gs, file, ...), which go through pyarrow.fs."""
+    head, sep, _ = path.partition("://")
+    return bool(sep) and head.isalnum() and len(head) > 1
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_inputs(inputs: list[str]) -> list[str]:
+    """Expand directories (recursively), globs, manifests and URIs into a list of image paths.
+
+    - directory: every file under it with an image extension (case-insensitive), sorted;
+    - glob (``*``, ``?``, ``[``): matching files, directories among them expanded;
+    - manifest (``.txt`` one path per line, ``.csv``/``.parquet`` with a ``path`` column):
+      every entry, in order, existing or not; relative entries are relative to the manifest;
+    - any other existing file: itself;
+    - ``s3://``, ``gs://``, ``file://`` ...: the same rules through ``pyarrow.fs``.
+    Duplicates are dropped (first occurrence kept). A named input that does not exist raises
+    ``DataError``.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in inputs:
+        for path in _expand_uri(item) if is_uri(item) else _expand_local(item):
+            if path not in seen:
+                seen.add(path)
+                out.append(path)
+    return out
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of a local file or URI; ``DataError`` naming the path if it cannot be read."""
+    try:
+        if is_uri(path):
+            fs, inner = _filesystem(path)
+            with fs.open_input_stream(inner) as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise DataError(f"{path}: cannot read: {reason}") from None
+
+
+# --- local ---------------------------------------------------------------------------------
+
+
+def _expand_local(item: str) -> list[str]:
+    path = os.path.expanduser(item)
+    if os.path.isdir(path):
+        return _walk_local(path)
+    if os.path.isfile(path):
+        if path.lower().endswith(MANIFEST_EXTENSIONS):
+            base = os.path.dirname(os.path.abspath(path))
+            with open(path, "rb") as f:
+                entries = read_manifest(f.read(), path)
+            return [e if is_uri(e) else os.path.abspath(os.path.join(base, e)) for e in entries]
+        return [os.path.abspath(path)]
+    if any(c in path for c in _GLOB_CHARS):
+        found: list[str] = []
+        for match in sorted(glob.glob(path, recursive=True)):
+            if os.path.isdir(match):
+                found.extend(_walk_local(match))
+            elif is_image_name(match):
+                found.append(os.path.abspath(match))
+        return found
+    if os.path.islink(path):  # a broken symlink named on purpose: annotate reports it
+        return [os.path.abspath(path)]
+    raise DataError(f"input not found: {item}")
+
+
+def _walk_local(root: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        # Broken symlinks show up in filenames too; they are kept (annotate reports them).
+        found.extend(os.path.join(dirpath, n) for n in sorted(filenames) if is_image_name(n))
+    return [os.path.abspath(p) for p in found]
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+
+def read_manifest(data: bytes, name: str, column: str = "path") -> list[str]:
+    """Paths listed in a manifest's bytes; ``name`` (its file name) picks the format."""
+    lower = name.lower()
+    if lower.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(pa.BufferReader(data))
+            if column not in schema.names:
+                raise DataError(
+                    f"{name}: no {column!r} column (columns: {', '.join(schema.names)})"
+                )
+            table = pq.read_table(pa.BufferReader(data), columns=[column])
+        except DataError:
+            raise
+        except Exception as e:  # pyarrow raises its own ArrowInvalid etc.
+            raise DataError(f"{name}: not a readable Parquet file: {e}") from None
+        values = table.column(column).to_pylist()
+        return _clean_entries(values, name, line_offset=0)
+    text = _text(data, name)
+    if lower.endswith(".csv"):
+        rows = csv.reader(io.StringIO(text, newline=""))
+        header = next(rows, None)
+        if not header or column not in [h.strip() for h in header]:
+            raise DataError(f"{name}:1: no {column!r} column in the header {header!r}")
+        idx = [h.strip() for h in header].index(column)
+        values = [row[idx] if len(row) > idx else "" for row in rows if row]
+        return _clean_entries(values, name, line_offset=2)
+    # .txt: one path per line; blank lines and '#' comments skipped; inner spaces preserved.
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def _clean_entries(values: list, name: str, line_offset: int) -> list[str]:
+    out = []
+    for i, v in enumerate(values):
+        if v is None or not str(v).strip():
+            where = f"{name}:{i + line_offset}" if line_offset else f"{name} row {i}"
+            raise DataError(f"{where}: empty path")
+        out.append(str(v).strip())
+    return out
+
+
+def _text(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+# --- URIs through pyarrow.fs ---------------------------------------------------------------
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as e:  # unknown scheme, missing credentials, bad bucket name
+        raise DataError(f"{uri}: cannot open filesystem: {e}") from None
+
+
+def _expand_uri(uri: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    scheme, rest = uri.split("://", 1)
+    prefix = f"{scheme}://"  # pyarrow paths are "bucket/key" (s3, gs) or "/abs/path" (file)
+    globbed = any(c in rest for c in _GLOB_CHARS)
+    # pyarrow has no glob: list from the last fixed folder and match the pattern ourselves.
+    base_uri = uri
+    if globbed:
+        first = min(rest.index(c) for c in _GLOB_CHARS if c in rest)
+        base_uri = prefix + rest[: rest.rfind("/", 0, first) + 1]
+    fs, base = _filesystem(base_uri)
+    try:
+        info = fs.get_file_info(base)
+        if globbed or info.type == pafs.FileType.Directory:
+            if info.type != pafs.FileType.Directory:
+                raise DataError(f"input not found: {base_uri}")
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            names = sorted(i.path for i in infos if i.type == pafs.FileType.File)
+            names = [n for n in names if is_image_name(n)]
+            if globbed:
+                names = [n for n in names if fnmatch.fnmatchcase(n, rest)]
+            return [prefix + n for n in names]
+        if info.type == pafs.FileType.File:
+            if base.lower().endswith(MANIFEST_EXTENSIONS):
+                with fs.open_input_stream(base) as f:
+                    entries = read_manifest(f.read(), uri)
+                folder = uri.rsplit("/", 1)[0]
+                return [
+                    e if is_uri(e) or (scheme == "file" and e.startswith("/")) else f"{folder}/{e}"
+                    for e in entries
+                ]
+            return [uri]
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{uri}: cannot list: {e}") from None
+    raise DataError(f"input not found: {uri}")

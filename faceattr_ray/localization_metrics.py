@@ -1,0 +1,123 @@
+"""Localization metrics: IoU, one-to-one matching, recall vs IoU, TPR vs false positives per image.
+
+The paper scores face localization with ROC curves at IoU >= 0.5 (true-positive rate against
+false positives per image, Fig. 7a/b) and with recall as the required overlap grows (Fig. 7c).
+
+Detections of one image are given either as a sequence of objects with ``.box`` and ``.score``
+(e.g. ``localize.Detection``) or as a pair ``(boxes (K, 4), scores (K,))``. Ground truth of one
+image is an array (G, 4). Boxes are x1, y1, x2, y2 in pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in ``a`` (N, 4) with every box in ``b`` (M, 4)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _as_arrays(detections: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(detections, tuple) and len(detections) == 2 and not hasattr(detections[0], "box"):
+        boxes, scores = detections
+        return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).ravel()
+    boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+    return boxes, np.array([d.score for d in detections], np.float64)
+
+
+def match_detections(
+    boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, iou_threshold: float = 0.5
+) -> np.ndarray:
+    """Greedy one-to-one matching of one image's detections to its ground truth.
+
+    Detections are taken by decreasing score; each takes the still-free ground-truth box it
+    overlaps most, if that IoU >= ``iou_threshold``. Returns, per detection (input order), the
+    index of its ground-truth box or -1 (a false positive). Greedy by score makes a score cut keep
+    exactly the matches it would have on its own, so one matching gives the whole ROC curve.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    matched = np.full(len(scores), -1, dtype=np.int64)
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    if len(scores) == 0 or len(gt_boxes) == 0:
+        return matched
+    iou = box_iou(boxes, gt_boxes)
+    free = np.ones(len(gt_boxes), dtype=bool)
+    for i in np.argsort(-scores, kind="stable"):
+        candidates = np.where(free, iou[i], -1.0)
+        j = int(np.argmax(candidates))
+        if candidates[j] >= iou_threshold:
+            matched[i] = j
+            free[j] = False
+    return matched
+
+
+def roc_curve(
+    detections: Sequence[Any], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True-positive rate vs false positives per image as the score cut falls (paper Fig. 7a).
+
+    Returns ``(fppi, tpr, score_cuts)``, one operating point per distinct score (keeping every
+    detection with score >= the cut), starting from the point (0, 0) at cut +inf.
+    """
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} detection lists for {len(ground_truth)} images")
+    all_scores, all_tp = [], []
+    num_gt = 0
+    for dets, gt in zip(detections, ground_truth, strict=True):
+        boxes, scores = _as_arrays(dets)
+        gt = np.asarray(gt, np.float64).reshape(-1, 4)
+        num_gt += len(gt)
+        all_scores.append(scores)
+        all_tp.append(match_detections(boxes, scores, gt, iou_threshold) >= 0)
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
+    order = np.argsort(-scores, kind="stable")
+    scores, tp = scores[order], tp[order]
+    cum_tp, cum_fp = np.cumsum(tp), np.cumsum(~tp)
+    # Tied scores are kept or dropped together: one operating point at the end of each tie.
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, bool)
+    num_images = max(len(detections), 1)
+    fppi = np.r_[0.0, cum_fp[last_of_tie] / num_images]
+    tpr = np.r_[0.0, cum_tp[last_of_tie] / max(num_gt, 1)]
+    return fppi, tpr, np.r_[np.inf, scores[last_of_tie]]
+
+
+def tpr_at_fppi(
+    detections: Sequence[Any],
+    ground_truth: Sequence[np.ndarray],
+    fppi: float = 0.1,
+    iou_threshold: float = 0.5,
+) -> float:
+    """The best true-positive rate whose false positives per image stay <= ``fppi``."""
+    curve_fppi, curve_tpr, _ = roc_curve(detections, ground_truth, iou_threshold)
+    return float(curve_tpr[curve_fppi <= fppi + 1e-12].max())
+
+
+def recall_vs_iou(
+    detections: Sequence[Any],
+    ground_truth: Sequence[np.ndarray],
+    iou_thresholds: Sequence[float] | np.ndarray = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    fppi: float | None = None,
+) -> np.ndarray:
+    """Recall at each IoU threshold (paper Fig. 7c).
+
+    ``fppi=None`` keeps every detection; a number keeps the score cut allowed at that many false
+    positives per image (the paper uses 0.1), chosen separately at each overlap.
+    """
+    if fppi is None:
+        fppi = np.inf
+    return np.array(
+        [tpr_at_fppi(detections, ground_truth, fppi, float(t)) for t in iou_thresholds]
+    )

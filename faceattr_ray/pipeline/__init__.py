@@ -1,0 +1,1 @@
+"""The annotate job: Ray Data streams images through the cascade into Parquet tables."""

@@ -1,0 +1,316 @@
+"""`faceattr-ray annotate`: images in, one Parquet attribute table out, every input accounted for.
+
+    paths ──> read + decode (CPU tasks) ──> Predictor (actor pool, GPU or CPU) ──> write_parquet
+
+Why the pipeline starts from a list of paths rather than `read_binary_files`: a read task of
+`read_binary_files` fails as a whole on one unreadable file (a broken symlink, a file that vanished,
+a manifest entry that never existed), and this job owes a row to every input. Reading the bytes
+inside the decode task lets each failure become an error row.
+
+Resume is our own and simple: every output file holds whole images, so the paths already in
+OUTPUT are done; a rerun skips them. A file cut short by a kill does not parse and is removed, so
+its images are done again. No path is written twice and none is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from faceattr_ray.errors import DataError
+from faceattr_ray.pipeline.schema import model_version, output_schema, table_metadata
+
+# Decoded images are shrunk to this longest side before they travel to the model actors: LNet_o
+# sees the image at ~227-454 px anyway and face windows are ~80 px, so more only costs memory.
+WORK_MAX_SIDE = 1024
+PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # the image slot of an error row
+
+
+# --- reading and decoding (CPU tasks) --------------------------------------------------------
+
+
+def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def read_bytes(path: str) -> bytes:
+    """The file's bytes, from local disk or any URI pyarrow knows (s3://, gs://, file://)."""
+    if "://" not in path:
+        with open(path, "rb") as f:
+            return f.read()
+    fs, p = _filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    from PIL import Image
+
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)), scale
+
+
+def decode_batch(batch: dict[str, np.ndarray], max_pixels: int | None) -> dict[str, list]:
+    """Read and decode each path; a failure becomes an error row, never an exception."""
+    from faceattr_ray.data.decode import decode_image
+
+    out: dict[str, list] = {k: [] for k in
+                            ("path", "status", "error", "image_width", "image_height", "scale",
+                             "image")}  # fmt: skip
+    for path in batch["path"]:
+        path = str(path)
+        try:
+            image = decode_image(read_bytes(path), max_pixels=max_pixels)
+            work, scale = _shrink(image, WORK_MAX_SIDE)
+            status, error, (h, w) = "ok", "", image.shape[:2]
+        except Exception as e:  # any failure of one file is that file's row, not the job's
+            work, scale, status, error, (h, w) = PLACEHOLDER, 1.0, "error", _reason(e), (0, 0)
+        out["path"].append(path)
+        out["status"].append(status)
+        out["error"].append(error)
+        out["image_width"].append(w)
+        out["image_height"].append(h)
+        out["scale"].append(scale)
+        out["image"].append(work)
+    return out
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "file not found (or a broken symlink)"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return str(e) or type(e).__name__
+
+
+# --- the model stage (actor pool) ------------------------------------------------------------
+
+
+class AnnotateActor:
+    """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
+
+    def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
+                 threads: int | None = None) -> None:
+        import torch
+
+        from faceattr_ray.bundle import load_bundle
+        from faceattr_ray.predictor import Predictor, pick_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        device = pick_device()
+        bundle = load_bundle(model, device=str(device))
+        self.predictor = Predictor(bundle, device, localizer, all_faces, with_features)
+        self.attributes = list(bundle.attributes)
+        self.with_features = with_features
+        self.version = model_version(bundle.config)
+        self.schema = output_schema(
+            self.attributes, with_features,
+            table_metadata(self.attributes, bundle.config, bundle.threshold, localizer),
+        )  # fmt: skip
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
+        results = dict(zip(ok, self.predictor.predict([batch["image"][i] for i in ok]),
+                           strict=True))
+        rows: list[dict] = []
+        for i, path in enumerate(batch["path"]):
+            base = {
+                "path": str(path),
+                "image_width": int(batch["image_width"][i]),
+                "image_height": int(batch["image_height"][i]),
+                "status": str(batch["status"][i]),
+                "error": str(batch["error"][i]) or None,
+                "model_version": self.version,
+            }
+            faces = results[i].faces if i in results else []
+            if base["status"] == "ok" and not faces:
+                base["status"] = "no_face"
+            if not faces:
+                rows.append(base)
+                continue
+            scale = float(batch["scale"][i])
+            for k, face in enumerate(faces):
+                row = dict(base, face_index=k, face_score=face.score,
+                           box=[v / scale for v in face.box])
+                row.update(zip(self.attributes, face.attributes.tolist(), strict=True))
+                if self.with_features:
+                    row["features"] = face.features.tolist()
+                rows.append(row)
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+# --- resume ----------------------------------------------------------------------------------
+
+
+def completed_paths(output: str) -> set[str]:
+    """Paths already in OUTPUT's Parquet files; files that do not parse are removed."""
+    fs, root = _filesystem(output)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        return set()
+    done: set[str] = set()
+    for f in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+        if not f.path.endswith(".parquet"):
+            continue
+        try:
+            done.update(pq.read_table(f.path, columns=["path"], filesystem=fs)["path"]
+                        .to_pylist())
+        except Exception:  # cut short by a kill: its images are simply done again
+            fs.delete_file(f.path)
+    return done
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AnnotateOptions:
+    features: bool = False
+    all_faces: bool = False
+    localizer: str = "lnet"
+    batch_size: int = 16
+    num_gpus: float | None = None
+    actors: int | None = None
+    decode_cpus: float = 0.5
+    max_pixels: int | None = None
+    resume: str = "auto"
+
+
+def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster's resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus = total.get("GPU", 0.0)
+    per_gpu = opts.num_gpus if opts.num_gpus is not None else (1.0 if gpus else 0.0)
+    if opts.actors:
+        actors = opts.actors
+    elif per_gpu > 0:
+        actors = max(1, int(gpus // per_gpu))
+    else:
+        actors = 1
+    # On CPU the actor is where the work is: give it what decoding leaves over (at least 1).
+    cpus = 1.0 if per_gpu > 0 else max(1.0, (total.get("CPU", 1.0) - opts.decode_cpus) / actors)
+    return actors, per_gpu, cpus
+
+
+def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) -> dict:
+    """Run the job (Ray must be initialised) and return its summary."""
+    import ray
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data import list_inputs
+
+    start = time.time()
+    attributes = load_bundle(model).attributes  # fail fast on a bad bundle, before any work
+    paths = sorted(set(list_inputs(inputs)))
+    if not paths:
+        raise DataError(f"no input files found in {inputs}")
+    done = completed_paths(output)
+    if done and opts.resume == "never":
+        raise DataError(f"{output} already holds results; use --resume auto to finish them")
+    pending = [p for p in paths if p not in done]
+    print(f"annotate: {len(paths)} inputs, {len(paths) - len(pending)} already done, "
+          f"{len(pending)} to do")
+    if pending:
+        actors, gpus, cpus = _actor_resources(opts)
+        # A few batches per block: small enough to spread over decode tasks and to resume
+        # at a fine grain, large enough that per-task overhead stays small.
+        rows = opts.batch_size * 4
+        ds = ray.data.from_arrow(
+            [pa.table({"path": pending[i : i + rows]}) for i in range(0, len(pending), rows)]
+        )
+        ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
+                            batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
+        ds = ds.map_batches(
+            AnnotateActor,
+            fn_constructor_kwargs={
+                "model": os.path.abspath(model) if "://" not in model else model,
+                "localizer": opts.localizer, "all_faces": opts.all_faces,
+                "with_features": opts.features, "threads": int(cpus),
+            },
+            batch_size=opts.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
+        )  # fmt: skip
+        schema = output_schema(attributes, opts.features)
+        ds.write_parquet(output, schema=schema)
+    elapsed = time.time() - start
+    summary = summarize(output, len(paths))
+    summary.update(processed=len(pending), seconds=round(elapsed, 2),
+                   images_per_s=round(len(pending) / elapsed, 2) if pending else 0.0)
+    fs, root = _filesystem(output)
+    with fs.open_output_stream(f"{root}/_SUMMARY.json") as f:
+        f.write(json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def summarize(output: str, inputs: int) -> dict:
+    """Counts read back from the written table: what a user checks first."""
+    import pyarrow.dataset as pads
+
+    fs, root = _filesystem(output)
+    t = pads.dataset(root, filesystem=fs, format="parquet").to_table(columns=["path", "status"])
+    status = t["status"].to_pylist()
+    return {
+        "inputs": inputs,
+        "images": len(set(t["path"].to_pylist())),
+        "faces": status.count("ok"),
+        "no_face": status.count("no_face"),
+        "errors": status.count("error"),
+        "rows": t.num_rows,
+        "output": output,
+    }
+
+
+def init_ray(address: str | None, num_cpus: int | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+def _options(args) -> AnnotateOptions:
+    return AnnotateOptions(
+        features=getattr(args, "features", False), all_faces=getattr(args, "all_faces", False),
+        localizer=args.localizer, batch_size=args.batch_size,
+        num_gpus=getattr(args, "num_gpus", None), actors=getattr(args, "actors", None),
+        decode_cpus=getattr(args, "decode_cpus", 0.5),
+        max_pixels=getattr(args, "max_pixels", None), resume=getattr(args, "resume", "auto"),
+    )  # fmt: skip
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
+    init_ray(args.address, args.num_cpus)
+    s = annotate(args.inputs, args.model, args.output, _options(args))
+    print(f"annotate: {s['images']} images ({s['faces']} faces, {s['no_face']} with no face, "
+          f"{s['errors']} errors) in {s['seconds']} s, {s['images_per_s']} images/s "
+          f"-> {s['output']}")
+    return 0
+
+
+def run_extract_features(args) -> int:
+    """`faceattr-ray extract-features`: the annotate job with features on, dominant face only."""
+    args.features, args.all_faces = True, False
+    return run(args)

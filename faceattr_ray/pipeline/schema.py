@@ -1,0 +1,67 @@
+"""The attribute table: one row per face, one per image with no face or with an error.
+
+Every file the job writes has exactly this schema (error-only blocks included), so pandas,
+pyarrow and DuckDB read the folder as one table without special handling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+
+from faceattr_ray import __version__
+
+STATUSES = ("ok", "no_face", "error")
+FIXED_COLUMNS = (
+    "path", "image_width", "image_height", "status", "error", "face_index", "box",
+    "face_score", "model_version",
+)  # fmt: skip
+
+
+def output_schema(
+    attributes: list[str], with_features: bool, metadata: dict[str, str] | None = None
+) -> pa.Schema:
+    """The table's schema; ``metadata`` (JSON-encoded values) goes into the Parquet footer."""
+    fields = [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("image_width", pa.int32()),
+        pa.field("image_height", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("face_index", pa.int32()),
+        pa.field("box", pa.list_(pa.float32(), 4)),  # x1, y1, x2, y2 in the image's pixels
+        pa.field("face_score", pa.float32()),
+    ]
+    fields += [pa.field(name, pa.float32()) for name in attributes]
+    if with_features:
+        fields.append(pa.field("features", pa.list_(pa.float32())))
+    fields.append(pa.field("model_version", pa.string()))
+    return pa.schema(fields, metadata=metadata)
+
+
+def table_metadata(attributes: list[str], bundle_config: dict, threshold: float | None,
+                   localizer: str) -> dict[str, str]:
+    """What a reader needs to interpret the table, stored in every file's footer."""
+    return {
+        "faceattr_ray.version": __version__,
+        "faceattr_ray.attributes": json.dumps(attributes),
+        "faceattr_ray.model": json.dumps(
+            {
+                "version": model_version(bundle_config),
+                "hashes": bundle_config.get("hashes", {}),
+                "threshold": threshold,
+                "localizer": localizer,
+            }
+        ),
+    }
+
+
+def model_version(bundle_config: dict) -> str:
+    """A short, stable name for the model: its declared version, else its weights' hash."""
+    if bundle_config.get("model_version"):
+        return str(bundle_config["model_version"])
+    hashes = bundle_config.get("hashes") or {}
+    digest = "".join(v for _, v in sorted(hashes.items()))
+    return "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:12] if digest else "unknown"

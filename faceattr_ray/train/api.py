@@ -1,0 +1,209 @@
+"""Plain-Python entry points: configure a job, run it (Ray Train or in-process), write a bundle.
+
+The CLI, `reproduce` and the benchmarks call these; each returns trained networks, so a caller
+can chain the schedule (pre-train -> fine-tune -> heads) without touching Ray details.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import uuid
+
+from torch import nn
+
+from faceattr_ray.errors import BundleError
+from faceattr_ray.train import common
+
+DEFAULTS: dict = {
+    "epochs": 10, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+    "seed": 0, "num_workers": 1, "use_gpu": False, "max_failures": 2, "local": False,
+    "storage_path": None, "run_name": None, "max_steps": None, "limit": None,
+    "decode_cpus": 0.5, "decode_batch": 32, "context": 1.2, "similarity_weight": 0.1,
+    "images_per_identity": 4, "min_images": 2, "attributes": None, "image_dir": None,
+    "augment": True, "shuffle": True, "lnet": {}, "anet": {},
+}
+# --smoke-test: a few-thousand-parameter model, a handful of images, 2 steps, in-process.
+SMOKE = {
+    "epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True, "use_gpu": False,
+    "lnet": {"channels": [8, 16, 16, 16, 16], "head_hidden": 16, "classifier_hidden": 16,
+             "input_size": 99},
+    "anet": {"patch_size": 64, "grid": 2, "patch_stride": 4, "channels": [4, 8, 8, 8],
+             "feature_dim": 16},
+}
+
+
+def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dict:
+    """The resolved configuration of a job (JSON-serialisable; written next to its bundle)."""
+    from faceattr_ray.models import ANetConfig, LNetConfig
+
+    cfg = copy.deepcopy(DEFAULTS)
+    if smoke_test:
+        cfg.update(copy.deepcopy(SMOKE))
+    for key, value in options.items():
+        if value is None and key in cfg:
+            continue  # an unset CLI option keeps the default
+        if key in ("lnet", "anet"):
+            cfg[key] = {**cfg[key], **(value or {})}
+        else:
+            cfg[key] = value
+    cfg.update(job=job, data=data, smoke_test=smoke_test)
+    cfg["lnet"] = LNetConfig.from_dict(cfg["lnet"]).to_dict()
+    cfg["anet"] = ANetConfig.from_dict(cfg["anet"]).to_dict()
+    return cfg
+
+
+def fit(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]:
+    """Run one job: in this process when cfg["local"], else on Ray Train (checkpoints, resume).
+
+    `init_state`: weights to start from (tensors matching by name and shape are copied).
+    Returns the trained model (the job's wrapper; `.net` is the network) and the last metrics.
+    """
+    if cfg["local"]:
+        return common.fit_local(cfg, init_state=init_state)
+    cfg = dict(cfg)
+    cfg["storage_path"] = cfg["storage_path"] or os.path.join(tempfile.gettempdir(),
+                                                              "faceattr_ray_results")
+    # No name = a fresh run; only an explicit name resumes (never someone else's run by accident).
+    cfg["run_name"] = cfg["run_name"] or f"{cfg['job']}-{uuid.uuid4().hex[:8]}"
+    return common.fit_ray(cfg, init_state=init_state)
+
+
+# --- the three jobs ---------------------------------------------------------------------------
+
+
+def pretrain_lnet(data: str, init_alexnet: str | None = None,
+                  **options) -> tuple[nn.Module, dict, dict]:
+    """LNet+ on an image folder of classes, optionally from torchvision AlexNet weights (a
+    state_dict file). Returns (LNet, last metrics, resolved config)."""
+    from faceattr_ray.models import LNet, LNetConfig, load_alexnet_weights
+    from faceattr_ray.train import lnet_pretrain
+
+    cfg = lnet_pretrain.resolve(make_config("lnet-pretrain", data, **options))
+    init_state = None
+    if init_alexnet:
+        lnet = LNet(LNetConfig.from_dict(cfg["lnet"]))
+        load_alexnet_weights(lnet, init_alexnet)
+        init_state = lnet.state_dict()
+        cfg["init"] = init_alexnet
+    route, metrics = fit(cfg, init_state)
+    return route.net, metrics, cfg
+
+
+def pretrain_anet(data: str, init: nn.Module | None = None,
+                  **options) -> tuple[nn.Module, dict, dict]:
+    """ANet on identities (softmax + similarity), optionally continuing from `init` (an ANet,
+    whose architecture is kept). Returns (ANet, last metrics, resolved config)."""
+    from faceattr_ray.train import anet_pretrain
+
+    if init is not None:
+        options["anet"] = {**init.config.to_dict(), **(options.get("anet") or {})}
+    cfg = anet_pretrain.resolve(make_config("anet-pretrain", data, **options))
+    wrapped, metrics = fit(cfg, None if init is None else init.state_dict())
+    return wrapped.net, metrics, cfg
+
+
+NETS = ("lnet_o", "lnet_s", "anet")
+
+
+def finetune(data: str, nets: tuple[str, ...] = NETS, init: dict[str, nn.Module] | None = None,
+             headshoulder: str = "lnet_o", **options) -> tuple[dict[str, nn.Module], dict, dict]:
+    """Fine-tune `nets` with attribute tags, in the paper's order (LNet_o, then LNet_s on its
+    windows, then ANet). `init` maps net names ("lnet" for both LNets, or "lnet_o", "lnet_s",
+    "anet") to networks to start from; a net not fine-tuned is passed through from `init`.
+    `headshoulder`: "lnet_o" (LNet_s windows from LNet_o's response map, the paper's way) or
+    "boxes" (the data's head-shoulder box file; the whole image where there is none).
+    Returns ({name: network}, {name: last metrics}, resolved config).
+    """
+    init = dict(init or {})
+    unknown = set(nets) - set(NETS)
+    if unknown:
+        raise ValueError(f"finetune: unknown nets {sorted(unknown)}; use {', '.join(NETS)}")
+    # A network to start from fixes its architecture; the heads follow the attribute set.
+    arch = dict(options)
+    for net_key, names in (("lnet", ("lnet_o", "lnet_s", "lnet")), ("anet", ("anet",))):
+        given = next((init[n] for n in names if n in init), None)
+        if given is not None:
+            arch[net_key] = {**given.config.to_dict(), **(options.get(net_key) or {})}
+    base = make_config("finetune", data, **arch)
+    attributes = _attribute_names(base)
+    base["attributes"] = attributes
+    base["lnet"]["num_attributes"] = base["anet"]["num_attributes"] = len(attributes)
+    base["lnet"]["num_classes"] = 0  # LNet+'s object classifier is not used from here on
+    base["anet"]["num_identities"] = 0  # nor ANet's identity head
+    base["nets"], base["headshoulder"] = list(nets), headshoulder
+    out: dict[str, nn.Module] = {}
+    metrics: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in NETS:
+            start = init.get(name, init.get("lnet") if name.startswith("lnet") else None)
+            if name not in nets:
+                if start is not None:
+                    out[name] = start
+                continue
+            cfg = dict(base, job=f"finetune-{name}")
+            if base["run_name"]:
+                cfg["run_name"] = f"{base['run_name']}-{name}"
+            if name == "lnet_s" and headshoulder == "lnet_o" and "lnet_o" in out:
+                cfg["headshoulder_boxes"] = _write_headshoulder(out["lnet_o"], cfg, scratch)
+            model, metrics[name] = fit(cfg, None if start is None else start.state_dict())
+            out[name] = model.net
+    return out, metrics, base
+
+
+def _attribute_names(cfg: dict) -> list[str]:
+    from faceattr_ray.train.finetune import read_table
+
+    names = list(read_table(cfg).names)
+    wanted = cfg.get("attributes") or names
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        raise BundleError(f"{cfg['data']}: no attribute column(s) {', '.join(missing)}")
+    return list(wanted)
+
+
+def _write_headshoulder(lnet_o: nn.Module, cfg: dict, scratch: str) -> str:
+    """Head-shoulder windows of the train and val images from LNet_o, as a JSON of boxes."""
+    from faceattr_ray.train.finetune import headshoulder_boxes, lnet_o_rows
+
+    paths = [r["path"] for split in ("train", "val") for r in lnet_o_rows(cfg, split)]
+    boxes = headshoulder_boxes(lnet_o, paths)
+    path = os.path.join(scratch, "headshoulder.json")
+    with open(path, "w") as f:
+        json.dump(boxes, f)
+    return path
+
+
+def save_job_bundle(out: str, nets: dict[str, nn.Module], cfg: dict) -> None:
+    """A model bundle of what a job trained. The bundle format always holds an ANet: a job that
+    trains none (lnet-pretrain) stores a fresh one, marked untrained in `config["training"]`.
+    A fine-tuned ANet's attribute layer becomes the bundle's linear heads, so it predicts at
+    once; `faceattr-ray train heads` replaces them with SVMs (the paper's heads)."""
+    from faceattr_ray.bundle import Bundle, save_bundle
+    from faceattr_ray.models import ANet, ANetConfig
+
+    anet = nets.get("anet")
+    trained = sorted(n for n in nets if n in NETS)
+    if anet is None:
+        anet = ANet(ANetConfig.from_dict(dict(cfg["anet"], num_identities=0)))
+    attributes = list(cfg.get("attributes") or [])
+    heads = None
+    if "anet" in nets and attributes and anet.config.num_attributes == len(attributes):
+        heads = {"weight": anet.attribute_head.weight.detach().cpu().numpy(),
+                 "bias": anet.attribute_head.bias.detach().cpu().numpy()}
+    config = {"training": {"job": cfg["job"], "trained": trained,
+                           "config_file": "train_config.json"}}
+    save_bundle(out, Bundle(path=None, config=config, attributes=attributes,
+                            lnet_o=nets.get("lnet_o"), lnet_s=nets.get("lnet_s"), anet=anet,
+                            heads=heads))
+
+
+def write_config(out: str, cfg: dict, metrics: dict) -> str:
+    """The resolved configuration and last metrics, next to the bundle."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "train_config.json")
+    with open(path, "w") as f:
+        json.dump({"config": cfg, "metrics": metrics}, f, indent=1, default=str)
+    return path

@@ -1,0 +1,480 @@
+"""The training machinery the three jobs share: one step logic, run either by Ray Train or locally.
+
+A job (see `Job`) says how to build its network, which rows (paths + labels) make each split,
+how a batch of rows becomes pixels (decode + augment, on CPU: in Ray Data `map_batches` tasks,
+or in-process for the local path) and what its loss is. `train_epoch` and `evaluate` are the only
+step loops; `ray_worker_loop` (Ray Train, DDP, checkpoints, resume) and `fit_local` (plain Python,
+no Ray) both call them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# Job name -> "module:attribute" of its `Job`; imported lazily so Ray workers load only theirs.
+JOBS = {
+    "lnet-pretrain": "faceattr_ray.train.lnet_pretrain:JOB",
+    "anet-pretrain": "faceattr_ray.train.anet_pretrain:JOB",
+    "finetune-lnet_o": "faceattr_ray.train.finetune:LNET_O_JOB",
+    "finetune-lnet_s": "faceattr_ray.train.finetune:LNET_S_JOB",
+    "finetune-anet": "faceattr_ray.train.finetune:ANET_JOB",
+}
+
+Batch = dict[str, np.ndarray]
+Rows = list[dict[str, Any]]
+
+
+@dataclass
+class Job:
+    """What one training job provides. Every function is module-level, so Ray can ship it."""
+
+    name: str
+    # config -> a fresh model; `.net` is the network itself, the wrapper routes DDP's forward
+    build: Callable[[dict], nn.Module]
+    # (config, "train" | "val") -> rows of paths + labels (metadata only; runs on the driver)
+    rows: Callable[[dict, str], Rows]
+    # (rows as columns, config, augment?, rng) -> {"image": (N, H, W, 3) uint8, "label": ...}
+    transform: Callable[[Batch, dict, bool, np.random.Generator], Batch]
+    # (model, batch on device, config) -> (loss, {"correct": .., "count": ..} for accuracy)
+    loss: Callable[[nn.Module, dict[str, torch.Tensor], dict], tuple[torch.Tensor, dict]]
+
+
+def get_job(name: str) -> Job:
+    module, attr = JOBS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --- device, precision ------------------------------------------------------------------------
+
+
+def select_device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 (or fp16 on older GPUs) autocast on GPU; plain float32 on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def make_scaler(device: torch.device) -> torch.amp.GradScaler:
+    # Only fp16 needs loss scaling; bf16 has float32's exponent range.
+    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler(device.type, enabled=fp16)
+
+
+def images_to_device(images: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised like `models.to_tensor`.
+
+    Batches cross the object store as uint8 (4x smaller than float32); normalising happens
+    here, on the training device. On GPU the result is channels-last (the convs' fast layout).
+    """
+    from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD
+
+    x = torch.as_tensor(images).to(device, non_blocking=True)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def batch_to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        if key == "image":
+            out[key] = images_to_device(value, device)
+        else:
+            out[key] = torch.as_tensor(value).to(device, non_blocking=True)
+    return out
+
+
+class Route(nn.Module):
+    """Sends `forward` to one method of a network.
+
+    DDP synchronises gradients only for computations that go through its own forward, so a job
+    that needs `LNet.classify` (not `LNet.forward`) trains `Route(lnet, "classify")`.
+    """
+
+    def __init__(self, net: nn.Module, method: str):
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    def forward(self, x: torch.Tensor):
+        return getattr(self.net, self.method)(x)
+
+
+def load_matching(net: nn.Module, state: dict) -> list[str]:
+    """Copy the tensors whose name and shape match (heads of another task are left out).
+    Returns the names left at their fresh initialisation."""
+    own = net.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(kept, strict=False)
+    return sorted(set(own) - set(kept))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (or the network itself)."""
+    return getattr(model, "module", model)
+
+
+def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """SGD with momentum, as the paper trains every network."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                           weight_decay=cfg.get("weight_decay", 5e-4))
+
+
+# --- the step logic (both paths) --------------------------------------------------------------
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                batches: Iterable[dict], job: Job, cfg: dict, device: torch.device,
+                max_steps: int | None = None) -> dict[str, float]:
+    """One pass over `batches`: forward, loss, backward, step. Returns sums for the epoch."""
+    model.train()
+    loss_sum, images, steps, correct, count = 0.0, 0, 0, 0.0, 0.0
+    start = time.perf_counter()
+    for batch in batches:
+        tensors = batch_to_device(batch, device)
+        n = len(tensors["image"])
+        with autocast(device):
+            loss, stats = job.loss(model, tensors, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        # Tensors stay on the device until the epoch ends (no GPU sync per step).
+        loss_sum = loss_sum + loss.detach().float() * n
+        images += n
+        correct = correct + stats.get("correct", 0.0)
+        count = count + stats.get("count", 0.0)
+        steps += 1
+        if max_steps is not None and steps >= max_steps:
+            break
+    loss_sum, correct, count = float(loss_sum), float(correct), float(count)
+    return {"loss_sum": loss_sum, "images": images, "correct": correct, "count": count,
+            "seconds": time.perf_counter() - start, "steps": steps}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[dict], job: Job, cfg: dict,
+             device: torch.device) -> dict[str, float]:
+    """Loss and accuracy sums over `batches` (the validation split), no gradients."""
+    model.eval()
+    loss_sum, images, correct, count = 0.0, 0, 0.0, 0.0
+    for batch in batches:
+        tensors = batch_to_device(batch, device)
+        n = len(tensors["image"])
+        with autocast(device):
+            loss, stats = job.loss(model, tensors, cfg)
+        loss_sum += float(loss) * n
+        images += n
+        correct += float(stats.get("correct", 0.0))
+        count += float(stats.get("count", 0.0))
+    return {"loss_sum": loss_sum, "images": images, "correct": correct, "count": count}
+
+
+def epoch_metrics(epoch: int, train: dict, val: dict | None, world_size: int) -> dict:
+    """Turn summed statistics (over all workers) into the per-epoch metrics we report."""
+    m = {
+        "epoch": epoch,
+        "loss": train["loss_sum"] / max(train["images"], 1),
+        "train_accuracy": train["correct"] / train["count"] if train["count"] else math.nan,
+        "images": int(train["images"]),
+        # Throughput of one worker: its images over its own wall time, averaged over workers.
+        "images_per_s_per_worker": train["images_per_s"] / world_size,
+        "images_per_s": train["images_per_s"],
+    }
+    if val is not None and val["images"]:
+        m["val_loss"] = val["loss_sum"] / val["images"]
+        m["val_accuracy"] = val["correct"] / val["count"] if val["count"] else math.nan
+    return m
+
+
+# --- rows -> batches ----------------------------------------------------------------------------
+
+
+def rows_to_batch(rows: Rows) -> Batch:
+    """Column-wise numpy arrays from a list of row dicts (the format Ray Data hands to tasks)."""
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        try:
+            out[key] = np.asarray(values)
+        except ValueError:  # ragged lists (identity groups): an object array, as Ray Data gives
+            out[key] = np.empty(len(values), dtype=object)
+            out[key][:] = [np.asarray(v) for v in values]
+    return out
+
+
+def local_batches(job: Job, cfg: dict, rows: Rows, batch_size: int, train: bool,
+                  rng: np.random.Generator) -> Iterator[Batch]:
+    """The local path's loader: the same `job.transform` as the Ray Data tasks, in-process."""
+    order = rng.permutation(len(rows)) if train and cfg.get("shuffle", True) else range(len(rows))
+    order = list(order)
+    for i in range(0, len(order), batch_size):
+        chunk = [rows[j] for j in order[i:i + batch_size]]
+        yield job.transform(rows_to_batch(chunk), cfg, train and cfg.get("augment", True), rng)
+
+
+def transform_task(batch: Batch, job_name: str, cfg: dict, train: bool) -> Batch:
+    """Ray Data `map_batches` body: decode + augment rows on a CPU task."""
+    # Fresh entropy per task: augmentation differs each epoch; eval transforms ignore the rng.
+    augment = train and cfg.get("augment", True)
+    return get_job(job_name).transform(batch, cfg, augment, np.random.default_rng())
+
+
+def ray_dataset(job: Job, cfg: dict, split: str, train: bool):
+    """A Ray Dataset of this split's rows (paths + labels only), decoded lazily by CPU tasks."""
+    import ray.data
+
+    rows = job.rows(cfg, split)
+    if not rows:
+        return None
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 64, 200)))
+    if train and cfg.get("shuffle", True):
+        # Metadata only, so the global shuffle is cheap; unseeded = a new order every epoch.
+        ds = ds.random_shuffle()
+    return ds.map_batches(transform_task, fn_kwargs={"job_name": job.name, "cfg": cfg,
+                                                     "train": train},
+                          batch_format="numpy", batch_size=cfg.get("decode_batch", 32),
+                          num_cpus=cfg.get("decode_cpus", 0.5))
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+STATE_FILE = "state.pt"
+
+
+def save_state(directory: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+               epoch: int, cfg: dict, metrics: dict | None = None) -> None:
+    """Model + optimizer + epoch, loadable with `torch.load(weights_only=True)`."""
+    state = {"model": unwrap(model).state_dict(), "epoch": epoch}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    torch.save(state, os.path.join(directory, STATE_FILE))
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump({"config": cfg, "metrics": metrics or {}}, f, indent=1, default=str)
+
+
+def load_state(directory: str) -> dict:
+    return torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
+
+
+# --- Ray Train ----------------------------------------------------------------------------------
+
+
+def _all_reduce_sums(stats: dict, keys: list[str], device: torch.device) -> dict:
+    """Sum the given statistics over all workers (no-op with one worker)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(stats)
+    t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    out = dict(stats)
+    out.update({k: float(v) for k, v in zip(keys, t.tolist(), strict=True)})
+    return out
+
+
+_SUM_KEYS = ["loss_sum", "images", "correct", "count", "images_per_s"]
+
+
+def ray_worker_loop(cfg: dict) -> None:
+    """The Ray Train worker function (every rank runs it)."""
+    import ray.train
+    import ray.train.torch
+
+    job = get_job(cfg["job"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(cfg["seed"])  # same initial weights on every rank (DDP also broadcasts)
+    device = ray.train.torch.get_device() if cfg.get("use_gpu") else torch.device("cpu")
+
+    model = job.build(cfg)
+    if cfg.get("init_state_ref") is not None:
+        import ray
+
+        load_matching(model.net, ray.get(cfg["init_state_ref"]))
+    start_epoch, opt_state = 0, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_state(d)
+        model.load_state_dict(state["model"])
+        opt_state = state.get("optimizer")
+        start_epoch = state["epoch"] + 1
+        if rank == 0:
+            print(f"[{cfg['job']}] resuming from the checkpoint of epoch {state['epoch']}")
+    if device.type == "cuda":
+        model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    model = ray.train.torch.prepare_model(model)
+    scaler = make_scaler(device)
+    per_worker = max(1, cfg["batch_size"] // world)
+
+    for epoch in range(start_epoch, cfg["epochs"]):
+        _maybe_crash(cfg, epoch)
+        shard = ray.train.get_dataset_shard("train")
+        batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=False)
+        stats = train_epoch(model, optimizer, scaler, batches, job, cfg, device,
+                            max_steps=cfg.get("max_steps"))
+        stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
+        stats = _all_reduce_sums(stats, _SUM_KEYS, device)
+        val = None
+        if cfg.get("has_val"):
+            val_batches = ray.train.get_dataset_shard("val").iter_torch_batches(
+                batch_size=per_worker)
+            val = evaluate(unwrap(model), val_batches, job, cfg, device)
+            val = _all_reduce_sums(val, _SUM_KEYS[:4], device)
+        metrics = epoch_metrics(epoch, stats, val, world)
+        metrics["start_epoch"] = start_epoch  # > 0 when this attempt resumed from a checkpoint
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = None
+            if rank == 0:
+                save_state(d, model, optimizer, epoch, cfg, metrics)
+                ckpt = ray.train.Checkpoint.from_directory(d)
+                print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _maybe_crash(cfg: dict, epoch: int) -> None:
+    """Test hook: exit the worker process once, at `crash_epoch`, to exercise FailureConfig."""
+    marker = cfg.get("crash_marker")
+    if marker and epoch == cfg.get("crash_epoch", 1) and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("crashed once\n")
+        time.sleep(cfg.get("crash_delay_s", 3.0))  # let the controller register the last report
+        os._exit(1)
+
+
+def format_progress(job: str, m: dict, epochs: int) -> str:
+    parts = [f"[{job}] epoch {m['epoch'] + 1}/{epochs}", f"loss {m['loss']:.4f}"]
+    if not math.isnan(m.get("train_accuracy", math.nan)):
+        parts.append(f"train acc {m['train_accuracy']:.3f}")
+    if "val_accuracy" in m:
+        parts.append(f"val loss {m['val_loss']:.4f} val acc {m['val_accuracy']:.3f}")
+    parts.append(f"{m['images_per_s_per_worker']:.1f} img/s/worker")
+    return "  ".join(parts)
+
+
+def _worker_cpus(num_workers: int, use_gpu: bool) -> float:
+    """CPUs per training worker, leaving room for the decode tasks (see the 2-core trap)."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 1.0)
+    if use_gpu:
+        return 1.0
+    return max(0.25, min(1.0, total / (num_workers + 1)))
+
+
+def fit_ray(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]:
+    """Run one job on Ray Train; return the trained model (on CPU) and the last metrics.
+
+    `cfg` needs job, epochs, batch_size, lr, seed, num_workers, use_gpu, storage_path, run_name,
+    max_failures plus the job's own keys. The same run_name + storage_path resumes.
+    `init_state`: weights to start from (matching names/shapes), shipped through the object
+    store so workers on other nodes get them too.
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    job = get_job(cfg["job"])
+    if not ray.is_initialized():
+        ray.init()
+    train_ds = ray_dataset(job, cfg, "train", train=True)
+    if train_ds is None:
+        from faceattr_ray.errors import DataError
+
+        raise DataError(f"{cfg.get('data')}: no training images for {cfg['job']}")
+    val_ds = ray_dataset(job, cfg, "val", train=False)
+    cfg = dict(cfg, has_val=val_ds is not None)
+    if init_state is not None:
+        cfg["init_state_ref"] = ray.put(init_state)
+    datasets = {"train": train_ds} | ({"val": val_ds} if val_ds is not None else {})
+    storage = cfg["storage_path"]
+    if "://" not in storage:
+        storage = os.path.abspath(storage)
+    trainer = TorchTrainer(
+        ray_worker_loop,
+        train_loop_config=cfg,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg["num_workers"], use_gpu=cfg["use_gpu"],
+            resources_per_worker={"CPU": _worker_cpus(cfg["num_workers"], cfg["use_gpu"])}
+            | ({"GPU": 1} if cfg["use_gpu"] else {})),
+        run_config=ray.train.RunConfig(
+            name=cfg["run_name"], storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=cfg["max_failures"]),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.get("keep", 2))),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"{cfg['job']}: the run ended without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = load_state(d)
+        with open(os.path.join(d, "config.json")) as f:
+            metrics = json.load(f)["metrics"]
+    model = job.build(cfg)
+    model.load_state_dict(state["model"])
+    return model.eval(), metrics
+
+
+# --- the local path (no Ray) ----------------------------------------------------------------------
+
+
+def fit_local(cfg: dict, init_state: dict | None = None,
+              verbose: bool = True) -> tuple[nn.Module, dict]:
+    """The same job and step logic as `fit_ray`, in this process: for quick CPU runs."""
+    job = get_job(cfg["job"])
+    torch.manual_seed(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"])
+    device = select_device(cfg.get("use_gpu", False))
+    model = job.build(cfg)
+    if init_state is not None:
+        load_matching(model.net, init_state)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    scaler = make_scaler(device)
+    train_rows, val_rows = job.rows(cfg, "train"), job.rows(cfg, "val")
+    metrics: dict = {}
+    for epoch in range(cfg["epochs"]):
+        stats = train_epoch(model, optimizer, scaler,
+                            local_batches(job, cfg, train_rows, cfg["batch_size"], True, rng),
+                            job, cfg, device, max_steps=cfg.get("max_steps"))
+        stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
+        val = None
+        if val_rows:
+            val = evaluate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False, rng),
+                           job, cfg, device)
+        metrics = epoch_metrics(epoch, stats, val, 1)
+        if verbose:
+            print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
+    return model.cpu().eval(), metrics

@@ -1,0 +1,93 @@
+"""Localization metrics on hand-made cases whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceattr_ray.localization_metrics import (
+    box_iou,
+    match_detections,
+    recall_vs_iou,
+    roc_curve,
+    tpr_at_fppi,
+)
+from faceattr_ray.localize import Detection
+
+
+def test_box_iou_known_values():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [10, 10, 20, 20], [2, 2, 4, 4], [3, 3, 3, 9]])
+    assert box_iou(a, b)[0] == pytest.approx([1.0, 50 / 150, 0.0, 4 / 100, 0.0])
+    assert box_iou(np.zeros((0, 4)), a).shape == (0, 1)
+
+
+def test_matching_is_greedy_by_score_and_one_to_one():
+    gt = np.array([[0, 0, 10, 10], [20, 0, 30, 10]])
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [50, 50, 60, 60]])
+    scores = np.array([0.5, 0.9, 0.7, 0.8])
+    # The 0.9 box takes the first face (IoU 9/11); the exact 0.5 box is then a duplicate.
+    assert match_detections(boxes, scores, gt, 0.5).tolist() == [-1, 0, 1, -1]
+    assert match_detections(boxes, scores, gt, 0.95).tolist() == [0, -1, 1, -1]
+    assert match_detections(np.zeros((0, 4)), np.zeros(0), gt).tolist() == []
+    assert match_detections(boxes, scores, np.zeros((0, 4))).tolist() == [-1] * 4
+
+
+def hand_made_set():
+    # Image 1: one face found (0.9) and a false positive (0.8).
+    # Image 2: one face found late (0.6), one face missed, a false positive (0.7).
+    # Image 3: no face, one false positive (0.3).
+    detections = [
+        [Detection((0, 0, 10, 10), 0.9), Detection((50, 50, 60, 60), 0.8)],
+        (np.array([[0, 0, 20, 20], [100, 0, 110, 10]]), np.array([0.6, 0.7])),
+        [Detection((5, 5, 9, 9), 0.3)],
+    ]
+    ground_truth = [
+        np.array([[0, 0, 10, 10]]),
+        np.array([[1, 1, 20, 20], [200, 200, 220, 220]]),
+        np.zeros((0, 4)),
+    ]
+    return detections, ground_truth
+
+
+def test_roc_curve_by_hand():
+    fppi, tpr, cuts = roc_curve(*hand_made_set())
+    # Score order: 0.9 TP, 0.8 FP, 0.7 FP, 0.6 TP, 0.3 FP; 3 faces, 3 images.
+    assert cuts.tolist() == [np.inf, 0.9, 0.8, 0.7, 0.6, 0.3]
+    assert fppi == pytest.approx([0, 0, 1 / 3, 2 / 3, 2 / 3, 1])
+    assert tpr == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
+
+
+def test_tpr_at_fppi_by_hand():
+    dets, gt = hand_made_set()
+    assert tpr_at_fppi(dets, gt, fppi=0.1) == pytest.approx(1 / 3)
+    assert tpr_at_fppi(dets, gt, fppi=0.0) == pytest.approx(1 / 3)
+    assert tpr_at_fppi(dets, gt, fppi=2 / 3) == pytest.approx(2 / 3)
+
+
+def test_tied_scores_form_one_operating_point():
+    dets = [(np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), np.array([0.5, 0.5]))]
+    fppi, tpr, _ = roc_curve(dets, [np.array([[0, 0, 10, 10]])])
+    assert fppi.tolist() == [0, 1] and tpr.tolist() == [0, 1]
+    assert tpr_at_fppi(dets, [np.array([[0, 0, 10, 10]])], fppi=0.5) == 0.0
+
+
+def test_recall_vs_iou_by_hand():
+    # One face per image; detections overlap it by IoU 1.0, 0.64 and 0.25.
+    gt = [np.array([[0, 0, 10, 10]])] * 3
+    dets = [[Detection((0, 0, 10, 10), 1.0)], [Detection((0, 0, 8, 8), 0.9)],
+            [Detection((0, 0, 5, 5), 0.5)]]
+    recall = recall_vs_iou(dets, gt, [0.1, 0.3, 0.5, 0.7, 0.9])
+    assert recall == pytest.approx([1, 2 / 3, 2 / 3, 1 / 3, 1 / 3])
+    # At a strict false-positive budget a looser overlap still counts only what the cut keeps.
+    dets[0].append(Detection((90, 90, 99, 99), 2.0))  # a confident false positive
+    assert recall_vs_iou(dets, gt, [0.5], fppi=0.1) == pytest.approx([0.0])
+    # One false positive allowed in three images: the cut at 0.9 keeps both good boxes.
+    assert recall_vs_iou(dets, gt, [0.5], fppi=0.34) == pytest.approx([2 / 3])
+    assert recall_vs_iou(dets, gt, [0.2], fppi=0.34) == pytest.approx([1.0])  # 0.25 counts now
+    assert recall_vs_iou(dets, gt, [0.2], fppi=0.1) == pytest.approx([0.0])
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        roc_curve([[]], [np.zeros((0, 4)), np.zeros((0, 4))])

@@ -1,0 +1,224 @@
+"""Training: the step logic without Ray (fast), and Ray Train's DDP, resume and restart (slow).
+
+Tiny data is written by the tests themselves (a CelebA-layout root whose attributes and
+identities are visible in the pixels, and an image folder of classes), so no /work/shared is
+needed. Each Ray Train fit costs ~30 s of start-up on a 2-core machine: there are three.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceattr_ray.train import api
+from faceattr_ray.train.losses import masked_bce, similarity_loss
+
+ATTRS = ["Red_Top", "Blue_Left", "Bright"]
+
+
+def write_celeba(root: str, n: int = 24, size: int = 72, identities: int = 6,
+                 seed: int = 0) -> str:
+    """A CelebA-layout root: each attribute and each identity leaves a mark in the pixels."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "img_align_celeba"), exist_ok=True)
+    ident_colour = rng.integers(0, 255, size=(identities, 3))
+    attr_lines, id_lines, part_lines = [], [], []
+    for i in range(n):
+        name = f"{i + 1:06d}.jpg"
+        ident = i % identities
+        labels = rng.integers(0, 2, size=len(ATTRS))
+        img = rng.integers(0, 60, size=(size, size, 3)).astype(np.uint8)
+        img[size // 3:, size // 3:2 * size // 3] = ident_colour[ident]
+        if labels[0]:
+            img[: size // 4, :, 0] = 230
+        if labels[1]:
+            img[:, : size // 4, 2] = 230
+        if labels[2]:
+            img = np.clip(img.astype(int) + 80, 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(os.path.join(root, "img_align_celeba", name), quality=95)
+        attr_lines.append(name + " " + " ".join("1" if v else "-1" for v in labels))
+        id_lines.append(f"{name} {ident + 1}")
+        part_lines.append(f"{name} {0 if i < n * 3 // 4 else 1}")
+    with open(os.path.join(root, "list_attr_celeba.txt"), "w") as f:
+        f.write(f"{n}\n{' '.join(ATTRS)}\n" + "\n".join(attr_lines) + "\n")
+    with open(os.path.join(root, "identity_CelebA.txt"), "w") as f:
+        f.write("\n".join(id_lines) + "\n")
+    with open(os.path.join(root, "list_eval_partition.txt"), "w") as f:
+        f.write("\n".join(part_lines) + "\n")
+    return root
+
+
+def write_image_folder(root: str, classes: int = 3, per_class: int = 8, size: int = 80) -> str:
+    rng = np.random.default_rng(1)
+    for c in range(classes):
+        os.makedirs(os.path.join(root, f"class{c}"), exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 50, size=(size, size + 10, 3)).astype(np.uint8)
+            img[..., c] += 150
+            Image.fromarray(img).save(os.path.join(root, f"class{c}", f"{i}.png"))
+    return root
+
+
+# --- no Ray -----------------------------------------------------------------------------------
+
+
+def test_similarity_loss_matches_pairwise_definition():
+    torch.manual_seed(0)
+    f = torch.randn(10, 5, requires_grad=True)
+    ids = torch.tensor([0, 1, 0, 2, 1, 0, 3, 3, 4, 0])
+    pairs = [(i, j) for i in range(10) for j in range(i + 1, 10) if ids[i] == ids[j]]
+    expected = sum(((f[i] - f[j]) ** 2).sum() for i, j in pairs) / len(pairs)
+    got = similarity_loss(f, ids)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    got.backward()
+    assert torch.isfinite(f.grad).all()
+    # No identity repeats: nothing to pull together.
+    assert float(similarity_loss(f.detach(), torch.arange(10))) == 0.0
+
+
+def test_masked_bce_ignores_unknown_labels():
+    logits = torch.tensor([[2.0, -1.0, 5.0], [-3.0, 1.0, 0.5]])
+    labels = torch.tensor([[1.0, float("nan"), 0.0], [0.0, 1.0, float("nan")]])
+    loss, stats = masked_bce(logits, labels)
+    known = ~torch.isnan(labels)
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(logits[known], labels[known])
+    assert torch.allclose(loss, ref)
+    assert stats["count"] == 4 and stats["correct"] == 3  # the 5.0 vs 0 is wrong
+
+
+def test_ten_crop_covers_centre_corners_and_flips():
+    from faceattr_ray.train.lnet_pretrain import ten_crop
+
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    crops = [ten_crop(image, 4, i) for i in range(10)]
+    assert all(c.shape == (4, 4, 3) for c in crops)
+    assert (crops[1] == image[:4, :4]).all() and (crops[4] == image[2:, 4:]).all()
+    assert (crops[0] == image[1:5, 2:6]).all()
+    for i in range(5):
+        assert (crops[i + 5] == crops[i][:, ::-1]).all()
+    assert len({c.tobytes() for c in crops}) == 10
+
+
+def test_local_finetune_learns_attributes(tmp_path):
+    """The shared step logic, in-process: ANet fine-tuning on visible attributes gets better."""
+    root = write_celeba(str(tmp_path / "celeba"), n=48)
+    nets, metrics, cfg = api.finetune(
+        root, nets=("anet",), local=True, epochs=6, batch_size=16, lr=0.05, seed=0,
+        anet={"patch_size": 64, "grid": 2, "channels": [8, 16, 16, 16], "feature_dim": 32})
+    assert cfg["attributes"] == ATTRS
+    assert metrics["anet"]["val_accuracy"] > 0.6
+    assert nets["anet"].config.num_attributes == 3
+
+
+@pytest.mark.parametrize("job", ["lnet-pretrain", "anet-pretrain", "finetune"])
+def test_cli_smoke_test_writes_a_bundle_that_loads_and_predicts(tmp_path, job):
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.cli import main
+    from faceattr_ray.data.synthetic import write_wild
+
+    if job == "lnet-pretrain":
+        data = write_image_folder(str(tmp_path / "folder"))
+    else:  # people in scenes, with face and head-shoulder boxes
+        data = write_wild(str(tmp_path / "wild"), count=24, identities=6)
+    out = str(tmp_path / "bundle")
+    assert main(["train", job, "--data", data, "--out", out, "--smoke-test"]) == 0
+    bundle = load_bundle(out)
+    with open(os.path.join(out, "train_config.json")) as f:
+        written = json.load(f)
+    assert written["config"]["job"] in (job, "finetune") and written["config"]["smoke_test"]
+    x = torch.zeros(2, 3, 99, 99)
+    if job == "lnet-pretrain":
+        assert bundle.lnet_o.classify(x).shape == (2, 3)
+    elif job == "anet-pretrain":
+        w = bundle.anet.config.window_size
+        assert bundle.anet.patch_features(torch.zeros(2, 3, w, w)).shape[:2] == (2, 4)
+    else:
+        assert len(bundle.attributes) >= 15 and bundle.config["training"]["trained"] == [
+            "anet", "lnet_o", "lnet_s"]
+        assert bundle.lnet_o.response_map(x).dim() == 3 and bundle.lnet_s is not None
+        w = bundle.anet.config.window_size
+        features = bundle.anet.patch_features(torch.zeros(1, 3, w, w)).mean(1)
+        scores = features.detach().numpy() @ bundle.heads["weight"].T + bundle.heads["bias"]
+        assert scores.shape == (1, len(bundle.attributes)) and np.isfinite(scores).all()
+
+
+# --- Ray Train (slow) ------------------------------------------------------------------------
+# DDP really averages, a re-run resumes, a killed worker is restarted.
+#
+# Three fits on the same deterministic setting (no shuffle, no augmentation, one step per epoch
+# because the global batch is the whole training split, ANet which has no dropout):
+#   A: 1 worker, 1 epoch, run name "one";
+#   B: 1 worker, 2 epochs, run name "one" again -> resumes at epoch 1;
+#   C: 2 workers (gloo), 2 epochs, the worker process exits at the start of epoch 1 on its first
+#      attempt -> FailureConfig restarts it from the epoch-0 checkpoint.
+# If DDP averages the gradients and the resume restores model + optimizer (SGD momentum), B and C
+# end with the same weights. Each fit costs ~30 s of start-up here, so there are only three.
+
+ANET = {"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train_ray")
+    root = write_celeba(str(tmp / "celeba"), n=16)  # 12 train, 4 val images
+    common = dict(nets=("anet",), batch_size=12, lr=0.05, seed=3, augment=False, shuffle=False,
+                  anet=ANET, storage_path=str(tmp / "results"), max_failures=1)
+    out = {}
+    out["A"] = api.finetune(root, epochs=1, num_workers=1, run_name="one", **common)
+    out["B"] = api.finetune(root, epochs=2, num_workers=1, run_name="one", **common)
+    marker = str(tmp / "crashed")
+    out["C"] = api.finetune(root, epochs=2, num_workers=2, run_name="two",
+                            crash_marker=marker, crash_epoch=1, **common)
+    out["marker"] = marker
+    return out
+
+
+def _weights(result) -> dict[str, torch.Tensor]:
+    nets, _, _ = result
+    return nets["anet"].state_dict()
+
+
+@pytest.mark.slow
+def test_rerun_with_the_same_name_resumes(runs):
+    a, b = runs["A"][1]["anet"], runs["B"][1]["anet"]
+    assert a["epoch"] == 0 and a["start_epoch"] == 0
+    assert b["epoch"] == 1 and b["start_epoch"] == 1  # only epoch 1 ran in the second fit
+    # Training went on from A's weights, it did not restart.
+    changed = any(not torch.equal(v, _weights(runs["B"])[k]) for k, v in _weights(runs["A"]).items())
+    assert changed
+
+
+@pytest.mark.slow
+def test_two_ddp_workers_match_one_worker(runs):
+    """Same global batch and seed: 2 gloo workers (each on half the batch) end where 1 worker
+    does. B also resumed mid-way, so this checks that the optimizer's momentum came back."""
+    b, c = runs["B"][1]["anet"], runs["C"][1]["anet"]
+    assert c["epoch"] == b["epoch"] == 1
+    assert abs(c["loss"] - b["loss"]) < 1e-4 * max(1.0, abs(b["loss"]))
+    wb, wc = _weights(runs["B"]), _weights(runs["C"])
+    for key in wb:
+        assert torch.allclose(wb[key], wc[key], atol=1e-5, rtol=1e-4), key
+
+
+@pytest.mark.slow
+def test_killed_worker_is_restarted_and_the_run_completes(runs):
+    assert os.path.exists(runs["marker"])  # the worker did exit once
+    c = runs["C"][1]["anet"]
+    assert c["epoch"] == 1
+    assert c["start_epoch"] == 1  # the restarted attempt resumed from the epoch-0 checkpoint
+    assert c["images"] == 12  # both workers' images count towards the epoch
