@@ -61,7 +61,7 @@ def _add_annotate(sub) -> None:
     p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="lnet",
                    help="lnet: the LNets cascade (default); cascade: scikit-image's LBP face "
                         "cascade; full: the whole image is the face (aligned crops)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per model batch")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model batch")
     p.add_argument("--num-gpus", type=float, default=None,
                    help="GPUs per model actor, fractional allowed (default: 1 if the cluster "
                         "has GPUs, else 0)")
@@ -176,7 +176,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--faces", required=True, nargs="+", help="images that each contain a face")
     p.add_argument("--backgrounds", required=True, nargs="+", help="images with no face")
     p.add_argument("--plot", default=None, help="histogram PNG (default: BUNDLE/threshold.png)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per model batch")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model batch")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 

@@ -53,7 +53,7 @@ def to_tensor(images: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int] |
     for i, im in enumerate(images):
         if im.ndim != 3 or im.shape[2] != 3:
             raise ValueError(f"to_tensor: image {i} has shape {im.shape}, expected (H, W, 3)")
-        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
+        t = torch.from_numpy(np.require(im, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
         if size is not None:
             t = resize(t, size)
         out.append(t)

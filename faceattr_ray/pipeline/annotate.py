@@ -15,6 +15,7 @@ its images are done again. No path is written twice and none is lost.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class AnnotateOptions:
     features: bool = False
     all_faces: bool = False
     localizer: str = "lnet"
-    batch_size: int = 16
+    batch_size: int = 32
     num_gpus: float | None = None
     actors: int | None = None
     decode_cpus: float = 0.5
@@ -218,7 +219,12 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
     from faceattr_ray.data import list_inputs
 
     start = time.time()
-    attributes = load_bundle(model).attributes  # fail fast on a bad bundle, before any work
+    bundle = load_bundle(model)  # fail fast on a bad bundle, before any work
+    attributes = list(bundle.attributes)
+    schema = output_schema(
+        attributes, opts.features,
+        table_metadata(attributes, bundle.config, bundle.threshold, opts.localizer),
+    )  # fmt: skip
     paths = sorted(set(list_inputs(inputs)))
     if not paths:
         raise DataError(f"no input files found in {inputs}")
@@ -243,13 +249,12 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
             fn_constructor_kwargs={
                 "model": os.path.abspath(model) if "://" not in model else model,
                 "localizer": opts.localizer, "all_faces": opts.all_faces,
-                "with_features": opts.features, "threads": int(cpus),
+                "with_features": opts.features, "threads": math.ceil(cpus),
             },
             batch_size=opts.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
         )  # fmt: skip
-        schema = output_schema(attributes, opts.features)
-        ds.write_parquet(output, schema=schema)
+        ds.write_parquet(output, schema=schema)  # the same schema, footer metadata included
     elapsed = time.time() - start
     summary = summarize(output, len(paths))
     summary.update(processed=len(pending), seconds=round(elapsed, 2),

@@ -1,0 +1,261 @@
+"""The annotate job end to end on a local Ray: row accounting, bad input, resume, actor kill."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from test_decode import encode, png_declaring  # the bad-input builders the decoder is tested with
+
+from faceattr_ray.bundle import save_bundle
+from faceattr_ray.presets import build_bundle
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    # 4 logical CPUs on a 2-core machine: decode tasks and the actor never wait on each other.
+    ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("bundle") / "model")
+    save_bundle(path, build_bundle("tiny", attributes=["Smiling", "Eyeglasses", "Male"]))
+    return path
+
+
+def scenes(folder, count: int, seed: int = 0) -> list[str]:
+    from faceattr_ray.data.synthetic import write_wild
+
+    write_wild(str(folder), count=count, identities=4, seed=seed, size=(96, 80))
+    img_dir = os.path.join(str(folder), "img_celeba")
+    return sorted(os.path.join(img_dir, f) for f in os.listdir(img_dir))
+
+
+def write_bad_inputs(folder) -> dict[str, str]:
+    """One file per kind of awkward input; returns {file name: 'error' or 'decodes'}."""
+    os.makedirs(folder, exist_ok=True)
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8))
+    jpeg = encode(rgb, "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: a 60x40 file shows as 40x60
+    files = {
+        "zero.jpg": (b"", "error"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "error"),
+        "random.jpg": (np.random.default_rng(1).bytes(500), "error"),
+        "text.png": (b"this is not an image\n", "error"),
+        "bomb.png": (png_declaring(50000, 50000), "error"),
+        "sixteen.png": (encode(Image.fromarray(np.full((30, 30), 40000, np.uint16)), "PNG"),
+                        "decodes"),
+        "gray.jpg": (encode(rgb.convert("L"), "JPEG"), "decodes"),
+        "cmyk.jpg": (encode(rgb.convert("CMYK"), "JPEG"), "decodes"),
+        "rgba.png": (encode(rgb.convert("RGBA"), "PNG"), "decodes"),
+        "palette.png": (encode(rgb.convert("P"), "PNG"), "decodes"),
+        "animated.gif": (encode(rgb.convert("P"), "GIF", save_all=True,
+                                append_images=[rgb.convert("P")]), "decodes"),
+        "one.png": (encode(Image.new("RGB", (1, 1)), "PNG"), "decodes"),
+        "large.jpg": (encode(Image.new("RGB", (4000, 3000), (90, 120, 150)), "JPEG"),
+                      "decodes"),
+        "rotated.jpg": (encode(rgb, "JPEG", exif=exif), "decodes"),
+        "with space, comma é.jpg": (jpeg, "decodes"),
+    }  # fmt: skip
+    for name, (data, _) in files.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    os.symlink(os.path.join(folder, "gone.jpg"), os.path.join(folder, "broken-link.jpg"))
+    expected = {name: outcome for name, (_, outcome) in files.items()}
+    expected["broken-link.jpg"] = "error"
+    return expected
+
+
+def read_rows(output: str) -> list[dict]:
+    import pyarrow.dataset as pads
+
+    return pads.dataset(output, format="parquet").to_table().to_pylist()
+
+
+def test_every_input_gets_a_row_and_bad_files_become_error_rows(local_ray, model, tmp_path):
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    folder = tmp_path / "in"
+    good = scenes(folder / "scenes", 6)
+    expected = write_bad_inputs(folder / "bad")
+    out = str(tmp_path / "out")
+    summary = annotate([str(folder)], model, out, AnnotateOptions(batch_size=4))
+
+    rows = read_rows(out)
+    by_path = {r["path"]: r for r in rows}
+    assert len(by_path) == len(rows) == len(good) + len(expected) == summary["images"]
+    for name, outcome in expected.items():
+        row = by_path[os.path.join(str(folder / "bad"), name)]
+        if outcome == "error":
+            assert row["status"] == "error" and row["error"], name
+        else:
+            assert row["status"] in ("ok", "no_face"), (name, row["error"])
+    for path in good:
+        assert by_path[path]["status"] in ("ok", "no_face")
+    rotated = by_path[os.path.join(str(folder / "bad"), "rotated.jpg")]
+    assert (rotated["image_width"], rotated["image_height"]) == (40, 60)
+    large = by_path[os.path.join(str(folder / "bad"), "large.jpg")]
+    assert (large["image_width"], large["image_height"]) == (4000, 3000)
+    # Boxes are in the original image's pixels, inside it, even after the working-size shrink.
+    x1, y1, x2, y2 = large["box"]
+    assert 0 <= x1 < x2 <= 4000 and 0 <= y1 < y2 <= 3000 and x2 - x1 > 100
+    assert summary["errors"] == sum(v == "error" for v in expected.values())
+    with open(os.path.join(out, "_SUMMARY.json")) as f:
+        assert json.load(f)["images"] == len(by_path)
+
+
+def test_output_reads_back_in_pandas_and_duckdb_with_metadata(local_ray, model, tmp_path):
+    import duckdb
+    import pandas as pd
+
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    paths = scenes(tmp_path / "in", 5)
+    out = str(tmp_path / "out")
+    annotate([str(tmp_path / "in")], model, out, AnnotateOptions(batch_size=2, all_faces=True))
+
+    df = pd.read_parquet(out)
+    assert set(df["path"]) == set(paths)
+    assert {"Smiling", "Eyeglasses", "Male", "box", "face_score", "status"} <= set(df.columns)
+    con = duckdb.connect()
+    n_paths, n_rows = con.execute(
+        f"SELECT count(DISTINCT path), count(*) FROM read_parquet('{out}/*.parquet')"
+    ).fetchone()
+    assert n_paths == len(paths) and n_rows == len(df)
+    files = [f for f in os.listdir(out) if f.endswith(".parquet")]
+    meta = pq.read_schema(os.path.join(out, files[0])).metadata
+    assert json.loads(meta[b"faceattr_ray.attributes"]) == ["Smiling", "Eyeglasses", "Male"]
+    assert b"faceattr_ray.version" in meta and b"faceattr_ray.model" in meta
+
+
+def test_features_output_feeds_train_heads(local_ray, model, tmp_path):
+    import pandas as pd
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.cli import main
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    paths = scenes(tmp_path / "in", 12)
+    out = str(tmp_path / "feats")
+    annotate([str(tmp_path / "in")], model, out, AnnotateOptions(batch_size=4, features=True))
+    df = pd.read_parquet(out)
+    assert len(df["features"].iloc[0]) == load_bundle(model).anet.config.feature_dim
+    # A new attribute set, unknown to CelebA: one label per image, alternating.
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"path": paths, "Shiny": [i % 2 for i in range(len(paths))]}).to_csv(
+        labels, index=False)
+    new = str(tmp_path / "retrained")
+    rc = main(["train", "heads", "--features", out, "--labels", str(labels), "--out", new,
+               "--base-model", model, "--C", "1.0"])  # fmt: skip
+    assert rc == 0
+    retrained = load_bundle(new)
+    assert retrained.attributes == ["Shiny"] and retrained.heads["weight"].shape[0] == 1
+
+
+def _ray_processes_under(tmp: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if tmp.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def _complete_files(out: str) -> int:
+    """Parquet files in ``out`` that are whole (one still being written does not parse)."""
+    n = 0
+    for f in os.listdir(out) if os.path.isdir(out) else []:
+        with contextlib.suppress(Exception):
+            n += f.endswith(".parquet") and pq.read_metadata(os.path.join(out, f)) is not None
+    return n
+
+
+def test_killed_job_resumes_without_duplicates_or_gaps(model, tmp_path):
+    paths = scenes(tmp_path / "in", 48)
+    out = str(tmp_path / "out")
+    ray_tmp = f"/tmp/fa-resume-{os.getpid()}"
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_TMPDIR=ray_tmp)
+    cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", str(tmp_path / "in"),
+           "--model", model, "--output", out, "--batch-size", "2", "--num-cpus", "4"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            if _complete_files(out):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the job finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in _ray_processes_under(ray_tmp):  # the killed driver's own Ray, nothing else
+            os.kill(pid, signal.SIGKILL)
+    from faceattr_ray.pipeline.annotate import completed_paths
+
+    partial = completed_paths(out)  # what the rerun will skip (a file cut short is dropped)
+    assert 0 < len(partial) < len(paths)
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "already done" in rerun.stdout
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(paths)  # each once: no duplicate, no gap
+
+
+def _kill_actor_once(stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the first annotate actor process seen (Ray titles it after the class)."""
+    while not stop.is_set() and not killed:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"AnnotateActor" in cmdline and b"ray::" in cmdline:
+                time.sleep(1.0)  # let it take work first, so the kill lands mid-run
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+                return
+        time.sleep(0.1)
+
+
+def test_actor_killed_mid_run_is_replaced_and_output_exact(local_ray, model, tmp_path):
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    paths = scenes(tmp_path / "in", 40)
+    out = str(tmp_path / "out")
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_actor_once, args=(stop, killed), daemon=True)
+    killer.start()
+    try:
+        annotate([str(tmp_path / "in")], model, out, AnnotateOptions(batch_size=2))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no actor process was found to kill"
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(paths)
+    assert all(r["status"] in ("ok", "no_face") for r in rows)
