@@ -9,7 +9,6 @@ STAMP  := $(VENV)/.installed
 # Creates the virtual environment and installs the package with its test extra.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 

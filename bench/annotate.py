@@ -88,7 +88,7 @@ def run_bare_loop(paths: list[str], model: str, batch_size: int) -> float:
     import torch
 
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.pipeline.annotate import decode_batch
+    from faceattr_ray.pipeline.annotate import batch_images, decode_batch
     from faceattr_ray.predictor import Predictor
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -96,7 +96,8 @@ def run_bare_loop(paths: list[str], model: str, batch_size: int) -> float:
     start = time.time()
     for i in range(0, len(paths), batch_size):
         batch = decode_batch({"path": paths[i : i + batch_size]}, None)
-        predictor.predict([im for im, s in zip(batch["image"], batch["status"], strict=True) if s == "ok"])
+        ok = [k for k, s in enumerate(batch["status"]) if s == "ok"]
+        predictor.predict(batch_images(batch, ok))
     return len(paths) / (time.time() - start)
 
 
