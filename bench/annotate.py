@@ -1,7 +1,9 @@
 """Annotate throughput: the Ray pipeline vs a bare single-process loop, and peak memory.
 
 Both run the same `Predictor` over the same generated images, side by side in one run, so the
-ratio measures Ray's overhead (and its decode/model overlap) and nothing else. Peak memory is the
+ratio measures Ray's overhead (and its decode/model overlap) and nothing else. The pipeline runs
+twice on the small input, with one actor pool holding every network (`--stages one`) and with
+LNets and ANet in separate pools (`--stages split`), to choose the default. Peak memory is the
 resident set of the whole process tree (driver + raylet + workers), sampled every 0.2 s from
 /proc (Linux), for a small and a large input: flat means streaming works.
 
@@ -67,10 +69,11 @@ class PeakSampler:
         self._thread.join()
 
 
-def run_pipeline(images_dir: str, model: str, out: str, batch_size: int) -> tuple[float, float]:
+def run_pipeline(images_dir: str, model: str, out: str, batch_size: int,
+                 stages: str = "one") -> tuple[float, float]:
     """Run annotate in a fresh process (a clean Ray each time); returns (images/s, peak MiB)."""
     cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", images_dir, "--model", model,
-           "--output", out, "--batch-size", str(batch_size)]  # fmt: skip
+           "--output", out, "--batch-size", str(batch_size), "--stages", stages]  # fmt: skip
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
@@ -150,11 +153,15 @@ def main() -> None:
         bare = run_bare_loop(bare_paths, model, args.batch_size)
         pipe, peak_small = run_pipeline(dirs[args.small], model, os.path.join(work, "out-s"),
                                         args.batch_size)  # fmt: skip
+        split, _ = run_pipeline(dirs[args.small], model, os.path.join(work, "out-split"),
+                                args.batch_size, stages="split")  # fmt: skip
         pipe_large, peak_large = run_pipeline(dirs[args.large], model,
                                               os.path.join(work, "out-l"), args.batch_size)
         print(f"bare loop: {bare:.1f} images/s over {n_bare} images")
         print(f"pipeline:  {pipe:.1f} images/s over {args.small} images, {pipe_large:.1f} over "
               f"{args.large} (each includes actor start-up and model loading)")
+        print(f"split pools (LNets | ANet + heads): {split:.1f} images/s over {args.small} "
+              f"images, {split / pipe:.2f}x the one-pool pipeline")
         print(f"peak RSS:  {peak_small:.0f} MiB for {args.small}, {peak_large:.0f} MiB for "
               f"{args.large} images (driver + Ray processes)")
         # The ratio uses the large run, where start-up is a small part of the time.
@@ -162,6 +169,8 @@ def main() -> None:
             "images": args.large, "pipeline_images_per_s": round(pipe_large, 2),
             "bare_loop_images_per_s": round(bare, 2), "ratio": round(pipe_large / bare, 3),
             "pipeline_images_per_s_small": round(pipe, 2),
+            "split_pools_images_per_s_small": round(split, 2),
+            "split_over_one_pool": round(split / pipe, 3),
             "peak_rss_mb_small": round(peak_small), "peak_rss_mb_large": round(peak_large),
         }))  # fmt: skip
     finally:

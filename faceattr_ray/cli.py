@@ -68,6 +68,9 @@ def _add_annotate(sub) -> None:
     p.add_argument("--actors", type=int, default=None,
                    help="model actors (default: one per GPU, or 1 on CPU)")
     p.add_argument("--decode-cpus", type=float, default=0.5, help="CPUs per decode task")
+    p.add_argument("--stages", choices=["one", "split"], default="one",
+                   help="one: each model actor runs the whole cascade (default, faster in "
+                        "bench/annotate.py); split: LNets and ANet + heads in two actor pools")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images larger than this many pixels (default: 89,478,485, "
                         "PIL's own bomb limit)")

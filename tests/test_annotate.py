@@ -259,3 +259,32 @@ def test_actor_killed_mid_run_is_replaced_and_output_exact(local_ray, model, tmp
     rows = read_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(paths)
     assert all(r["status"] in ("ok", "no_face") for r in rows)
+
+
+def test_split_pools_give_the_same_table_as_one_pool(local_ray, model, tmp_path):
+    """`--stages split` (LNets | ANet + heads in two pools) changes where work runs, not results."""
+    import pandas as pd
+
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    folder = tmp_path / "in"
+    scenes(folder / "scenes", 6)
+    write_bad_inputs(folder / "bad")
+    tables = {}
+    for stages in ("one", "split"):
+        out = str(tmp_path / stages)
+        annotate([str(folder)], model, out, AnnotateOptions(batch_size=4, all_faces=True,
+                                                            features=True, stages=stages))
+        df = pd.read_parquet(out).sort_values(["path", "face_index"], na_position="first")
+        tables[stages] = df.reset_index(drop=True)
+    one, split = tables["one"], tables["split"]
+    assert len(one) == len(split) and (one["status"] == "ok").sum() > 0
+    for col in ("path", "status", "error", "face_index", "image_width", "image_height"):
+        assert one[col].equals(split[col]), col
+    ok = one["status"] == "ok"
+    np.testing.assert_allclose(np.stack(one.loc[ok, "box"]), np.stack(split.loc[ok, "box"]),
+                               atol=1e-3)
+    for col in ("face_score", "Smiling", "Eyeglasses", "Male"):
+        np.testing.assert_allclose(one.loc[ok, col], split.loc[ok, col], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.stack(one.loc[ok, "features"]),
+                               np.stack(split.loc[ok, "features"]), rtol=1e-5, atol=1e-5)

@@ -114,24 +114,28 @@ def _reason(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
-# --- the model stage (actor pool) ------------------------------------------------------------
+# --- the model stage (actor pools) -----------------------------------------------------------
 
 
-class AnnotateActor:
-    """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
+def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: bool,
+                    threads: int | None, parts: str):
+    import torch
 
-    def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
-                 threads: int | None = None) -> None:
-        import torch
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.predictor import Predictor, pick_device
 
-        from faceattr_ray.bundle import load_bundle
-        from faceattr_ray.predictor import Predictor, pick_device
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device()
+    bundle = load_bundle(model, device=str(device))
+    predictor = Predictor(bundle, device, localizer, all_faces, with_features, parts=parts)
+    return bundle, predictor
 
-        if threads:
-            torch.set_num_threads(threads)
-        device = pick_device()
-        bundle = load_bundle(model, device=str(device))
-        self.predictor = Predictor(bundle, device, localizer, all_faces, with_features)
+
+class _TableRows:
+    """Turns per-image faces into rows of the output table (one per face, one per faceless image)."""
+
+    def __init__(self, bundle, localizer: str, with_features: bool) -> None:
         self.attributes = list(bundle.attributes)
         self.with_features = with_features
         self.version = model_version(bundle.config)
@@ -140,9 +144,8 @@ class AnnotateActor:
             table_metadata(self.attributes, bundle.config, bundle.threshold, localizer),
         )  # fmt: skip
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
-        results = dict(zip(ok, self.predictor.predict(batch_images(batch, ok)), strict=True))
+    def table(self, batch: dict[str, np.ndarray], faces_of: dict) -> pa.Table:
+        """``faces_of`` maps a batch row to its list of `Face`; rows not in it have none."""
         rows: list[dict] = []
         for i, path in enumerate(batch["path"]):
             base = {
@@ -153,7 +156,7 @@ class AnnotateActor:
                 "error": str(batch["error"][i]) or None,
                 "model_version": self.version,
             }
-            faces = results[i].faces if i in results else []
+            faces = faces_of.get(i, [])
             if base["status"] == "ok" and not faces:
                 base["status"] = "no_face"
             if not faces:
@@ -168,6 +171,79 @@ class AnnotateActor:
                     row["features"] = face.features.tolist()
                 rows.append(row)
         return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+class AnnotateActor:
+    """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
+
+    def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
+                 threads: int | None = None) -> None:
+        bundle, self.predictor = _load_predictor(model, localizer, all_faces, with_features,
+                                                 threads, parts="all")
+        self.rows = _TableRows(bundle, localizer, with_features)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
+        results = self.predictor.predict(batch_images(batch, ok))
+        return self.rows.table(batch, {i: r.faces for i, r in zip(ok, results, strict=True)})
+
+
+# Split pools (`--stages split`): LNets in one pool, ANet + heads in another. Between them travel
+# the face boxes and the face windows at ANet's input size, not the decoded images.
+
+
+class LocalizeActor:
+    """Pool 1 of the split pipeline: localizes faces, cuts their ANet windows."""
+
+    def __init__(self, model: str, localizer: str, all_faces: bool,
+                 threads: int | None = None) -> None:
+        _, self.predictor = _load_predictor(model, localizer, all_faces, False, threads,
+                                            parts="localize")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
+        images = dict(zip(ok, batch_images(batch, ok), strict=True))
+        detections = dict(zip(ok, self.predictor.localize(list(images.values())), strict=True))
+        # Bytes, like the pixels: Arrow stores them with one copy whatever the face count.
+        out = {k: batch[k] for k in ("path", "status", "error", "image_width", "image_height",
+                                     "scale")}  # fmt: skip
+        out["face_boxes"], out["face_scores"], out["windows"] = [], [], []
+        for i in range(len(batch["path"])):
+            dets = detections.get(i, [])
+            out["face_boxes"].append(np.array([d.box for d in dets], np.float32).tobytes())
+            out["face_scores"].append(np.array([d.score for d in dets], np.float32).tobytes())
+            windows = self.predictor.face_windows([images[i]], [dets]) if dets else None
+            out["windows"].append(b"" if windows is None else windows.tobytes())
+        out["window_side"] = [self.predictor.window_side] * len(batch["path"])
+        return out
+
+
+class DescribeActor:
+    """Pool 2 of the split pipeline: ANet one pass + heads over the windows, then table rows."""
+
+    def __init__(self, model: str, localizer: str, with_features: bool,
+                 threads: int | None = None) -> None:
+        bundle, self.predictor = _load_predictor(model, localizer, False, with_features, threads,
+                                                 parts="describe")
+        self.rows = _TableRows(bundle, localizer, with_features)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        from faceattr_ray.localize import Detection
+        from faceattr_ray.predictor import assemble_results
+
+        n = len(batch["path"])
+        side = int(batch["window_side"][0]) if n else 0
+        detections = []
+        for i in range(n):
+            boxes = np.frombuffer(batch["face_boxes"][i], np.float32).reshape(-1, 4)
+            scores = np.frombuffer(batch["face_scores"][i], np.float32)
+            detections.append([Detection(tuple(map(float, b)), float(s))
+                               for b, s in zip(boxes, scores, strict=True)])
+        windows = np.frombuffer(b"".join(batch["windows"]), np.uint8).reshape(-1, side, side, 3)
+        scores, features = self.predictor.describe(windows)
+        shapes = [(1, 1)] * n  # the table takes sizes from the batch, not from the results
+        results = assemble_results(shapes, detections, scores, features)
+        return self.rows.table(batch, {i: r.faces for i, r in enumerate(results)})
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -205,10 +281,15 @@ class AnnotateOptions:
     decode_cpus: float = 0.5
     max_pixels: int | None = None
     resume: str = "auto"
+    stages: str = "one"  # "one": one pool holds every network; "split": LNets | ANet + heads
 
 
 def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor) from the options and the cluster's resources."""
+    """(actors, GPUs per actor, CPUs per actor) of one pool, from the options and the cluster.
+
+    With split pools each pool gets ``actors`` actors and half of what one pool would have, so
+    ``--num-gpus 1 --actors N`` asks for N GPUs in both modes.
+    """
     import ray
 
     total = ray.cluster_resources()
@@ -220,9 +301,13 @@ def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
         actors = max(1, int(gpus // per_gpu))
     else:
         actors = 1
-    # On CPU the actor is where the work is: give it what decoding leaves over (at least 1).
-    cpus = 1.0 if per_gpu > 0 else max(1.0, (total.get("CPU", 1.0) - opts.decode_cpus) / actors)
-    return actors, per_gpu, cpus
+    pools = 2 if opts.stages == "split" else 1
+    # On CPU the actors are where the work is: give them what decoding leaves over.
+    if per_gpu > 0:
+        cpus = 1.0 / pools
+    else:
+        cpus = max(0.5, (total.get("CPU", 1.0) - opts.decode_cpus) / (actors * pools))
+    return actors, per_gpu / pools, cpus
 
 
 def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) -> dict:
@@ -258,16 +343,22 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
         )
         ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
                             batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
-        ds = ds.map_batches(
-            AnnotateActor,
-            fn_constructor_kwargs={
-                "model": os.path.abspath(model) if "://" not in model else model,
-                "localizer": opts.localizer, "all_faces": opts.all_faces,
-                "with_features": opts.features, "threads": math.ceil(cpus),
-            },
-            batch_size=opts.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
-        )  # fmt: skip
+        model_path = os.path.abspath(model) if "://" not in model else model
+        threads = math.ceil(cpus)
+
+        def pool(actor, **kwargs):
+            return ds.map_batches(
+                actor, fn_constructor_kwargs={"model": model_path, "localizer": opts.localizer,
+                                              "threads": threads, **kwargs},
+                batch_size=opts.batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
+            )  # fmt: skip
+
+        if opts.stages == "split":
+            ds = pool(LocalizeActor, all_faces=opts.all_faces)
+            ds = pool(DescribeActor, with_features=opts.features)
+        else:
+            ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features)
         ds.write_parquet(output, schema=schema)  # the same schema, footer metadata included
     elapsed = time.time() - start
     summary = summarize(output, len(paths))
@@ -315,6 +406,7 @@ def _options(args) -> AnnotateOptions:
         num_gpus=getattr(args, "num_gpus", None), actors=getattr(args, "actors", None),
         decode_cpus=getattr(args, "decode_cpus", 0.5),
         max_pixels=getattr(args, "max_pixels", None), resume=getattr(args, "resume", "auto"),
+        stages=getattr(args, "stages", "one"),
     )  # fmt: skip
 
 
