@@ -1,0 +1,126 @@
+"""`faceattr-ray reproduce`: the protocol end to end (--smoke-test) on a tiny generated root;
+its bundle goes through the real annotate pipeline and `evaluate`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from faceattr_ray.attributes import CELEBA_40
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    ray.init(num_cpus=4, include_dashboard=False)  # 4 logical CPUs: the 2-core trap
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def run(local_ray, tmp_path_factory):
+    """One smoke run, shared by the tests below: (root, out, stdout of the command)."""
+    from faceattr_ray.cli import main
+    from faceattr_ray.data.synthetic import write_aligned
+
+    tmp = tmp_path_factory.mktemp("reproduce")
+    root = write_aligned(str(tmp / "root"), count=120, identities=30, seed=0)
+    out = str(tmp / "out")
+    assert main(["reproduce", "--celeba-root", root, "--out", out, "--smoke-test"]) == 0
+    return root, out
+
+
+def test_smoke_run_writes_report_with_table_plots_and_stage_times(run):
+    root, out = run
+    report_dir = os.path.join(out, "report")
+    with open(os.path.join(report_dir, "report.json")) as f:
+        report = json.load(f)
+    assert 0.0 <= report["mean_accuracy"] <= 1.0
+    assert report["test"]["split"] == "test" and report["test"]["images"] > 0
+    assert 0.5 <= report["majority_baseline"] <= 1.0
+    assert report["paper_mean_accuracy"] == pytest.approx(0.873, abs=0.001)
+    stages = report["stage_seconds"]
+    assert list(stages) == ["data", "anet_pretrain", "lnet_finetune", "anet_finetune", "heads",
+                            "calibrate", "evaluate"]
+    assert all(v >= 0 for v in stages.values())
+    # Heads: fitted on val only, with held-out val identities choosing C and the head.
+    assert report["heads"]["val_images_fit"] > 0 and report["heads"]["val_images_held"] > 0
+    assert set(report["heads"]["choice"].values()) <= {"svm", "anet"}
+    with open(os.path.join(report_dir, "table.md")) as f:
+        table = f.read()
+    assert "| attribute | ours | majority | paper |" in table
+    assert all(f"| {name} |" in table for name in CELEBA_40) and "**mean**" in table
+    for png in ("accuracy.png", "threshold.png"):
+        with open(os.path.join(report_dir, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bundle_has_svm_heads_and_a_threshold_and_evaluate_agrees(run, tmp_path):
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.cli import main
+
+    root, out = run
+    model = os.path.join(out, "model")
+    bundle = load_bundle(model)
+    assert bundle.attributes == list(CELEBA_40)
+    assert bundle.heads is not None and bundle.heads["weight"].shape == (40, 16)
+    assert bundle.threshold is not None and np.isfinite(bundle.threshold)
+    assert bundle.lnet_o is not None and bundle.lnet_s is not None
+    # `evaluate` on the test split gives the very figure the report printed.
+    metrics_path = str(tmp_path / "metrics.json")
+    assert main(["evaluate", "--model", model, "--celeba-root", root, "--json",
+                 metrics_path]) == 0
+    with open(metrics_path) as f:
+        metrics = json.load(f)
+    with open(os.path.join(out, "report", "report.json")) as f:
+        report = json.load(f)
+    assert metrics["mean"]["accuracy"] == pytest.approx(report["mean_accuracy"])
+
+
+def test_annotate_pipeline_accepts_the_bundle(run, tmp_path):
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+
+    _, out = run
+    scenes = os.path.join(out, "work", "wild", "img_celeba")
+    inputs = sorted(os.path.join(scenes, f) for f in os.listdir(scenes))[:6]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    output = str(tmp_path / "annotations")
+    summary = annotate([*inputs, str(broken)], os.path.join(out, "model"), output,
+                       AnnotateOptions(batch_size=4))
+    table = pads.dataset(output, format="parquet").to_table().to_pandas()
+    assert summary["images"] == 7 and set(table["path"]) == {*inputs, str(broken)}
+    assert set(table["status"]) <= {"ok", "no_face", "error"}
+    assert table.loc[table["path"] == str(broken), "status"].tolist() == ["error"]
+    assert all(name in table.columns for name in CELEBA_40)
+
+
+def test_recipe_overrides_merge_key_by_key(tmp_path):
+    from faceattr_ray.reproduce import RECIPE, resolve_recipe
+
+    recipe = resolve_recipe(False, '{"anet_finetune": {"epochs": 3}, "heads": {"C": [1.0]}}')
+    assert recipe["anet_finetune"]["epochs"] == 3
+    assert recipe["anet_finetune"]["lr"] == RECIPE["anet_finetune"]["lr"]  # kept
+    assert recipe["heads"]["C"] == [1.0] and recipe["heads"]["solver"] == RECIPE["heads"]["solver"]
+    path = tmp_path / "r.json"
+    path.write_text('{"wild": {"count": 7}}')
+    assert resolve_recipe(True, str(path))["wild"]["count"] == 7
+    assert RECIPE["anet_finetune"]["epochs"] != 3  # the module's recipe is untouched
+
+
+def test_held_out_val_part_is_identity_disjoint():
+    from faceattr_ray.heads import TRAIN, VAL
+    from faceattr_ray.reproduce import _holdout_codes
+
+    identity = np.repeat(np.arange(20), 3)
+    codes = _holdout_codes(identity, len(identity), 0.3, seed=0)
+    assert set(identity[codes == VAL]).isdisjoint(identity[codes == TRAIN])
+    assert len(set(identity[codes == VAL])) == 6
