@@ -238,6 +238,14 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--backgrounds", nargs="*", default=None,
                    help="background images for in-the-wild training (default: generated)")
     p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
+    p.add_argument("--recipe", default=None,
+                   help='JSON (text or file) overriding faceattr_ray/reproduce.py RECIPE, e.g. '
+                        '{"anet_finetune": {"epochs": 2}}')
+    p.add_argument("--trainer", choices=["auto", "ray", "local"], default=None,
+                   help="Ray Train or in-process training (default: the recipe's, auto)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on only the first N images of each split (a quick run; the "
+                        "test evaluation always uses the whole test split)")
     p.add_argument("--seed", type=int, default=0)
     _ray_args(p)
 
