@@ -193,7 +193,8 @@ def _complete_files(out: str) -> int:
 
 
 def test_killed_job_resumes_without_duplicates_or_gaps(model, tmp_path):
-    paths = scenes(tmp_path / "in", 48)
+    # Enough images that the first written file comes well before the last, even on a busy box.
+    paths = scenes(tmp_path / "in", 120)
     out = str(tmp_path / "out")
     ray_tmp = f"/tmp/fa-resume-{os.getpid()}"
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_TMPDIR=ray_tmp)
