@@ -158,6 +158,29 @@ def test_one_pass_equals_patch_by_patch(cfg, batch):
     assert slow.abs().max() > 0  # not trivially zero after the ReLUs
 
 
+@pytest.mark.parametrize("cfg", [tiny_anet(batch_norm=True, grid=5),
+                                 ANetConfig(batch_norm=True, dropout=0.3)])
+def test_one_pass_equals_patch_by_patch_with_batch_norm(cfg):
+    """Batch norm (eval mode, trained statistics) keeps one pass equal to patch by patch."""
+    torch.manual_seed(2)
+    net = ANet(cfg)
+    with torch.no_grad():  # statistics far from the fresh (0, 1) ones, scales of both signs
+        for bn in (net.bn1, net.bn2, net.bn3, net.bn4):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(-1.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    net.eval()
+    windows = torch.randn(2, 3, cfg.window_size, cfg.window_size)
+    with torch.inference_mode():
+        fast = net.patch_features(windows)
+        slow = net.patch_features_naive(windows)
+    assert (fast - slow).abs().max().item() <= 1e-4
+    assert slow.abs().max() > 0
+    plain = ANet(ANetConfig())  # off by default: old bundles' tensors still match
+    assert not any("bn" in k for k in plain.state_dict())
+
+
 def test_one_pass_of_no_windows_is_empty():
     cfg = tiny_anet()
     with torch.inference_mode():

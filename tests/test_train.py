@@ -104,6 +104,19 @@ def test_ten_crop_covers_centre_corners_and_flips():
     assert len({c.tobytes() for c in crops}) == 10
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from faceattr_ray.train.common import lr_factor
+
+    cfg = {"epochs": 10, "schedule": "cosine", "warmup_epochs": 1}
+    assert lr_factor(cfg, 0.05) == pytest.approx(0.5)  # half-way through the warm-up epoch
+    assert lr_factor(cfg, 0.1) == pytest.approx(1.0)
+    assert lr_factor(cfg, 0.55) == pytest.approx(0.5)
+    assert lr_factor(cfg, 1.0) == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor({"epochs": 10}, 0.7) == 1.0  # the default stays constant
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor({"epochs": 1, "schedule": "step"}, 0.5)
+
+
 def test_local_finetune_learns_attributes(tmp_path):
     """The shared step logic, in-process: ANet fine-tuning on visible attributes gets better."""
     root = write_celeba(str(tmp_path / "celeba"), n=48)

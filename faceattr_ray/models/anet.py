@@ -41,6 +41,12 @@ class ANetConfig:
     num_attributes: int = 40
     num_identities: int = 0
     kernels: tuple = (9, 5, 5, 3)   # C1..C4 kernel sizes (valid, stride 1)
+    # Batch norm after each of C1..C4 (before its pool/ReLU). Off by default so bundles written
+    # without it keep loading; training from scratch on a few thousand faces wants it on (see
+    # bench/celeba_recipe.py). In eval mode it is a per-channel affine map, so the one-pass
+    # extraction still equals patch by patch.
+    batch_norm: bool = False
+    dropout: float = 0.0            # on FC features before the heads, training only
 
     @property
     def window_size(self) -> int:
@@ -104,6 +110,9 @@ class ANet(nn.Module):
         self.conv2 = nn.Conv2d(c1, c2, k2)
         self.conv3 = LocallySharedConv2d(c2, c3, k3, config.cells)
         self.conv4 = LocallySharedConv2d(c3, c4, k4, config.cells)
+        norm = nn.BatchNorm2d if config.batch_norm else (lambda _: nn.Identity())
+        self.bn1, self.bn2, self.bn3, self.bn4 = norm(c1), norm(c2), norm(c3), norm(c4)
+        self.head_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         side = config.map_sizes()["fc_in"]
         self.fc = nn.Linear(c4 * side * side, config.feature_dim)
         self.attribute_head = nn.Linear(config.feature_dim, config.num_attributes)
@@ -113,13 +122,22 @@ class ANet(nn.Module):
     # --- shared pieces --------------------------------------------------------------------------
 
     # ReLU after max-pool equals max-pool after ReLU (both monotone) and touches 4x less data.
+    # Batch norm comes before the pool: with a negative scale it would not commute with max.
     def _c2(self, x: Tensor) -> Tensor:
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        return F.relu(F.max_pool2d(self.conv2(x), 2))
+        x = F.relu(F.max_pool2d(self.bn1(self.conv1(x)), 2))
+        return F.relu(F.max_pool2d(self.bn2(self.conv2(x)), 2))
 
     def _fc(self, c4: Tensor) -> Tensor:
-        x = F.relu(F.max_pool2d(c4, 2))
+        x = F.relu(F.max_pool2d(self.bn4(c4), 2))
         return F.relu(self.fc(x.flatten(1)))
+
+    def _bn3_banks(self, banks: Tensor) -> Tensor:
+        """bn3 on C3 bank maps (N, K, C, h, w): the same per-channel map as on the assembled map
+        (in eval mode; one-pass extraction is an eval-mode operation)."""
+        if isinstance(self.bn3, nn.Identity):
+            return banks
+        n, k = banks.shape[:2]
+        return self.bn3(banks.flatten(0, 1)).unflatten(0, (n, k))
 
     def _check(self, x: Tensor, side: int, what: str) -> None:
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (side, side):
@@ -130,15 +148,15 @@ class ANet(nn.Module):
     def forward(self, patches: Tensor) -> Tensor:
         """(N, 3, P, P) patches -> (N, feature_dim) FC features."""
         self._check(patches, self.config.patch_size, "patches")
-        return self._fc(self.conv4(F.relu(self.conv3(self._c2(patches)))))
+        return self._fc(self.conv4(F.relu(self.bn3(self.conv3(self._c2(patches))))))
 
     def attribute_logits(self, features: Tensor) -> Tensor:
-        return self.attribute_head(features)
+        return self.attribute_head(self.head_dropout(features))
 
     def identity_logits(self, features: Tensor) -> Tensor:
         if self.identity_head is None:
             raise ValueError("ANet: this network has no identity head (num_identities = 0)")
-        return self.identity_head(features)
+        return self.identity_head(self.head_dropout(features))
 
     def patch_offsets(self) -> list[tuple[int, int]]:
         """(y, x) pixel origin of every lattice patch in the window, in output order."""
@@ -161,7 +179,7 @@ class ANet(nn.Module):
         side = cfg.map_sizes()["c3"]
         ch, cw = side // cfg.cells[0], side // cfg.cells[1]
         # Each C3 bank once over its cell's region for all patches: (N, K, C, ch+extra, cw+extra)
-        banks = F.relu(self.conv3.bank_maps(c2, (ch, cw), (extra, extra)))
+        banks = F.relu(self._bn3_banks(self.conv3.bank_maps(c2, (ch, cw), (extra, extra))))
         # One gather builds every patch's C4 receptive tiles, stacked by C4 bank along channels
         # (the interweaved maps along the batch axis); each C4 bank then convolves all at once.
         index = self._interweave_index(banks.shape[1:], step, banks.device)

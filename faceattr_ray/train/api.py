@@ -24,6 +24,8 @@ DEFAULTS: dict = {
     "decode_cpus": 0.5, "decode_batch": 32, "context": 1.2, "similarity_weight": 0.1,
     "images_per_identity": 4, "min_images": 2, "attributes": None, "image_dir": None,
     "augment": True, "shuffle": True, "lnet": {}, "anet": {},
+    # "sgd" (the paper's) or "adamw"; "constant" or "cosine" (per step, after a linear warm-up)
+    "optimizer": "sgd", "schedule": "constant", "warmup_epochs": 0,
 }
 # --smoke-test: a few-thousand-parameter model, a handful of images, 2 steps, in-process.
 SMOKE = {
