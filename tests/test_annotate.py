@@ -115,9 +115,19 @@ def test_every_input_gets_a_row_and_bad_files_become_error_rows(local_ray, model
     assert (rotated["image_width"], rotated["image_height"]) == (40, 60)
     large = by_path[os.path.join(str(folder / "bad"), "large.jpg")]
     assert (large["image_width"], large["image_height"]) == (4000, 3000)
-    # Boxes are in the original image's pixels, inside it, even after the working-size shrink.
+    # Boxes are in the original image's pixels, even after the working-size shrink: the model
+    # sees the image at WORK_MAX_SIDE, and its box comes back scaled by 4000 / WORK_MAX_SIDE.
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.pipeline.annotate import WORK_MAX_SIDE, _shrink
+    from faceattr_ray.predictor import Predictor
+
+    work, scale = _shrink(load_image(large["path"]), WORK_MAX_SIDE)
+    assert work.shape[1] == WORK_MAX_SIDE
+    (face,) = Predictor(load_bundle(model), "cpu", "lnet").predict([work])[0].faces
+    np.testing.assert_allclose(large["box"], np.array(face.box) / scale, rtol=1e-4, atol=0.05)
     x1, y1, x2, y2 = large["box"]
-    assert 0 <= x1 < x2 <= 4000 and 0 <= y1 < y2 <= 3000 and x2 - x1 > 100
+    assert 0 <= x1 < x2 <= 4000 and 0 <= y1 < y2 <= 3000
     assert summary["errors"] == sum(v == "error" for v in expected.values())
     with open(os.path.join(out, "_SUMMARY.json")) as f:
         assert json.load(f)["images"] == len(by_path)
