@@ -183,6 +183,21 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 
+def _add_localize(sub) -> None:
+    p = _command(sub, "localize", "faceattr_ray.localize:run",
+                 "Localize faces with a bundle's LNets: per image, a PNG of LNet_o's and "
+                 "LNet_s's averaged response maps with the chosen boxes, and the boxes printed.")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, directories, globs or manifests")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--out", required=True, help="folder for the PNGs and boxes.jsonl")
+    p.add_argument("--all-faces", action="store_true",
+                   help="every face above the threshold (default: the dominant face)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="face score threshold (default: the bundle's calibrated one)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+
+
 def _add_evaluate(sub) -> None:
     p = _command(sub, "evaluate", "faceattr_ray.evaluate:run",
                  "Per-attribute accuracy of a bundle on a CelebA-layout root.")
@@ -273,8 +288,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"faceattr-ray {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
-    for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_evaluate,
-                _add_extract_features, _add_generate, _add_reproduce, _add_report, _add_info):
+    for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_localize,
+                _add_evaluate, _add_extract_features, _add_generate, _add_reproduce, _add_report,
+                _add_info):
         add(sub)
     return parser
 

@@ -144,6 +144,21 @@ def best_window(
     return best
 
 
+def above_baseline(response_map, quantile: float | None = 0.5) -> np.ndarray:
+    """The map minus its ``quantile`` level, clipped at 0 (``None``: the map as it is).
+
+    Why: an averaged C5 map trained from attribute tags is positive almost everywhere (a floor
+    of background response under the face's peak). With sum / sqrt(area) a floor v adds
+    v * sqrt(A) to a window of A cells, so the best window grows to the whole image however
+    clear the peak is. The median is the background's level whenever a face covers under half
+    of the map, so what is left is the response that stands out of its own image.
+    """
+    m = _as_map(response_map)
+    if quantile is None or m.size == 0:
+        return m
+    return np.clip(m - np.quantile(m, quantile), 0.0, None)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> np.ndarray:
     """Greedy non-maximum suppression: indices kept, highest score first."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -319,6 +334,9 @@ class LNetLocalizer:
 
     ``threshold`` applies to the face score: the best LNet_s window score (sum / sqrt(area) on its
     averaged C5 map). Below it an image has no face; ``None`` always returns the best window.
+    ``baseline``: each map's level at this quantile (default the median) is subtracted before
+    windows are scored (`above_baseline`: without it a response floor makes the whole image the
+    best window); ``None`` scores the raw maps.
     ``all_faces``: one detection per LNet_o region and LNet_s region above the threshold, after
     non-maximum suppression, highest score first (LNet_o regions scoring under
     ``min_relative_score`` of its best are not searched). Otherwise the dominant face only:
@@ -345,6 +363,7 @@ class LNetLocalizer:
         nms_iou: float = 0.3,
         max_faces: int = 10,
         min_relative_score: float = 0.5,
+        baseline: float | None = 0.5,
         batch_size: int = 32,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -359,6 +378,7 @@ class LNetLocalizer:
         self.head_shoulder_margin = head_shoulder_margin
         self.alpha, self.nms_iou, self.max_faces = alpha, nms_iou, max_faces
         self.min_relative_score = min_relative_score
+        self.baseline = None if baseline is None else float(baseline)
         self.batch_size = batch_size
         self.mean, self.std = mean, std
 
@@ -380,6 +400,7 @@ class LNetLocalizer:
         return maps, x.shape[2], x.shape[3]
 
     def _windows(self, m: np.ndarray, stage: str) -> list[tuple[Box, float]]:
+        m = above_baseline(m, self.baseline)
         if not self.all_faces:
             # LNet_o: the best window as is, so one person's head and shoulders stay together.
             # LNet_s: prune to the densest region when several faces share the window (paper).
@@ -447,10 +468,10 @@ class LNetLocalizer:
         return [t.detections for t in self.localize_traced(images)]
 
     def draw(self, image: np.ndarray, path: str) -> LocalizationTrace:
-        """Fig. 3/6-style PNG: LNet_o's map over the image, head-shoulder and face boxes drawn."""
+        """Fig. 3/6-style PNG (`draw_cascade`): LNet_o's map and head-shoulder windows, LNet_s's
+        maps over those windows and the face boxes."""
         trace = self.localize_traced([image])[0]
-        draw_response_overlay(image, trace.response_o, trace.detections, path,
-                              extra_boxes=trace.head_shoulders)
+        draw_cascade(image, trace, path)
         return trace
 
 
@@ -551,6 +572,64 @@ class FullImageLocalizer:
 # --- figures -------------------------------------------------------------------------------------
 
 
+def _figure(width: int, height: int, panels: int, max_side: int):
+    """A matplotlib Figure (no pyplot state) of ``panels`` image axes side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scale = max_side / max(height, width)
+    px_w, px_h = max(1, round(width * scale)), max(1, round(height * scale))
+    dpi = 100
+    fig = Figure(figsize=(panels * px_w / dpi, px_h / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_axes((k / panels, 0, 1 / panels, 1)) for k in range(panels)]
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes, max(px_w, px_h)
+
+
+def _draw_panel(ax, rgb: np.ndarray, layers: Sequence, boxes: Sequence, extra_boxes: Sequence,
+                px: int, dim_outside: bool = False, title: str | None = None) -> None:
+    """The image, each (map, (x1, y1, x2, y2)) layer drawn as a heat map over its extent (its
+    own colour scale), ``extra_boxes`` dashed yellow, ``boxes`` lime with their scores."""
+    from matplotlib.patches import Rectangle
+
+    h, w = rgb.shape[:2]
+    ax.imshow(rgb, extent=(0, w, h, 0), interpolation="bilinear")
+    if dim_outside:  # only the windows' maps mean anything here
+        ax.imshow(np.zeros((1, 1, 4)) + [0, 0, 0, 0.55], extent=(0, w, h, 0))
+    for response, (x1, y1, x2, y2) in layers:
+        m = _as_map(response)
+        if m.size:
+            if dim_outside:
+                ax.imshow(_crop_of(rgb, (x1, y1, x2, y2)), extent=(x1, x2, y2, y1),
+                          interpolation="bilinear")
+            ax.imshow(m, extent=(x1, x2, y2, y1), cmap="jet", alpha=0.45, interpolation="bilinear",
+                      vmin=0.0, vmax=max(float(m.max()), 1e-12))
+    line = max(1.0, 0.004 * px)
+    for b in extra_boxes:
+        x1, y1, x2, y2 = getattr(b, "box", b)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="yellow", lw=line, ls="--"))
+    for b in boxes:
+        x1, y1, x2, y2 = getattr(b, "box", b)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", lw=line))
+        if hasattr(b, "score"):
+            ax.text(x1, y1, f"{b.score:.2f}", color="black", va="bottom",
+                    fontsize=max(8.0, 0.015 * px),
+                    bbox={"facecolor": "lime", "edgecolor": "none", "pad": 1})
+    if title:
+        ax.text(0.01 * w, 0.01 * h, title, color="white", va="top", fontsize=max(8.0, 0.02 * px),
+                bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none", "pad": 2})
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+
+
+def _crop_of(rgb: np.ndarray, box: Box) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in clip_box(box, w, h))
+    return rgb[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+
+
 def draw_response_overlay(
     image: np.ndarray,
     response_map,
@@ -564,38 +643,90 @@ def draw_response_overlay(
     ``boxes`` (Detections or x1, y1, x2, y2 in image pixels) are drawn in green with their score;
     ``extra_boxes`` (e.g. head-shoulder windows) in dashed yellow. The PNG keeps the image's aspect.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     rgb = as_rgb(image)
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         raise ValueError("cannot draw an empty image")
-    scale = max_side / max(h, w)
-    px_w, px_h = max(1, round(w * scale)), max(1, round(h * scale))
-    dpi = 100
-    fig = Figure(figsize=(px_w / dpi, px_h / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_axis_off()
-    ax.imshow(rgb, extent=(0, w, h, 0), interpolation="bilinear")
-    if response_map is not None:
-        m = _as_map(response_map)
-        if m.size:
-            ax.imshow(m, extent=(0, w, h, 0), cmap="jet", alpha=0.45, interpolation="bilinear",
-                      vmin=0.0, vmax=max(float(m.max()), 1e-12))
-    line = max(1.0, 0.004 * max(px_w, px_h))
-    for b in extra_boxes:
-        x1, y1, x2, y2 = getattr(b, "box", b)
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="yellow", lw=line, ls="--"))
-    for b in boxes:
-        x1, y1, x2, y2 = getattr(b, "box", b)
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", lw=line))
-        if hasattr(b, "score"):
-            ax.text(x1, y1, f"{b.score:.2f}", color="black", va="bottom",
-                    fontsize=max(8.0, 0.015 * max(px_w, px_h)),
-                    bbox={"facecolor": "lime", "edgecolor": "none", "pad": 1})
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    fig.savefig(path, dpi=dpi)
+    fig, (ax,), px = _figure(w, h, 1, max_side)
+    layers = [] if response_map is None else [(response_map, (0, 0, w, h))]
+    _draw_panel(ax, rgb, layers, boxes, extra_boxes, px)
+    fig.savefig(path, dpi=fig.dpi)
+
+
+def draw_cascade(image: np.ndarray, trace: LocalizationTrace, path: str,
+                 max_side: int = 640) -> None:
+    """Two panels side by side, like the paper's Fig. 3/6, from ``LNetLocalizer.localize_traced``.
+
+    Left: LNet_o's averaged response map over the whole image and the head-shoulder windows it
+    chose (dashed yellow). Right: LNet_s's averaged response map of each window, drawn over that
+    window (the rest of the image dimmed), and the face boxes with their scores (green).
+    """
+    rgb = as_rgb(image)
+    h, w = rgb.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError("cannot draw an empty image")
+    fig, (left, right), px = _figure(w, h, 2, max_side)
+    layers_o = [] if trace.response_o is None else [(trace.response_o, (0, 0, w, h))]
+    _draw_panel(left, rgb, layers_o, [], trace.head_shoulders, px, title="LNet_o")
+    layers_s = list(zip(trace.responses_s, trace.head_shoulders, strict=False))
+    _draw_panel(right, rgb, layers_s, trace.detections, trace.head_shoulders, px,
+                dim_outside=True, title="LNet_s")
+    fig.savefig(path, dpi=fig.dpi)
+
+
+# --- `faceattr-ray localize` ---------------------------------------------------------------------
+
+
+def run(args) -> int:
+    """`faceattr-ray localize`: per image, a `draw_cascade` PNG in ``args.out`` and its boxes."""
+    import json
+    import os
+    import sys
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.data.sources import list_inputs
+    from faceattr_ray.errors import BundleError, DataError, FaceAttrError
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bundle = load_bundle(args.model, device=device)
+    if bundle.lnet_o is None or bundle.lnet_s is None:
+        raise BundleError(f"{args.model}: the bundle has no LNets to localize with")
+    paths = list_inputs(args.images)
+    if not paths:
+        raise DataError(f"no images found in {' '.join(args.images)}")
+    threshold = bundle.threshold if args.threshold is None else args.threshold
+    options = (bundle.config.get("localizer") or {}).get("options") or {}
+    localizer = LNetLocalizer(bundle.lnet_o, bundle.lnet_s, threshold=threshold,
+                              all_faces=args.all_faces, device=device, **options)
+    if threshold is None:
+        print("note: the bundle has no threshold (run `faceattr-ray calibrate`); every image "
+              "gets its best window")
+    os.makedirs(args.out, exist_ok=True)
+    used: set[str] = set()
+    failed = 0
+    with open(os.path.join(args.out, "boxes.jsonl"), "w") as log:
+        for path in paths:
+            try:
+                image = load_image(path)
+            except FaceAttrError as e:  # one unreadable file does not stop the others
+                print(f"{path}: error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            trace = localizer.localize_traced([image])[0]
+            stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "image"
+            name, k = f"{stem}.png", 1
+            while name in used:  # same file name in two folders
+                name, k = f"{stem}_{k}.png", k + 1
+            used.add(name)
+            figure = os.path.join(args.out, name)
+            draw_cascade(image, trace, figure)
+            faces = [{"box": [round(v, 1) for v in d.box], "score": round(d.score, 4)}
+                     for d in trace.detections]
+            log.write(json.dumps({"path": path, "figure": figure, "faces": faces}) + "\n")
+            found = "; ".join(f"({', '.join(f'{v:.0f}' for v in f['box'])}) score {f['score']:.3g}"
+                              for f in faces) or "no face above the threshold"
+            print(f"{path}: {found} -> {figure}")
+    print(f"{len(paths) - failed} image(s) localized, {failed} unreadable; boxes in "
+          f"{os.path.join(args.out, 'boxes.jsonl')}")
+    return 1 if failed else 0

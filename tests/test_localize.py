@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import numpy as np
@@ -15,8 +17,10 @@ from faceattr_ray.localize import (
     Detection,
     FullImageLocalizer,
     LNetLocalizer,
+    above_baseline,
     best_window,
     density_peaks,
+    draw_cascade,
     draw_response_overlay,
     nms,
     region_windows,
@@ -346,3 +350,101 @@ def test_localizer_draws_its_own_figure(tmp_path):
     trace = loc.draw(image, str(tmp_path / "fig.png"))
     assert (tmp_path / "fig.png").stat().st_size > 1000
     assert trace.response_o is not None and len(trace.head_shoulders) == 1
+
+
+# --- the map's baseline --------------------------------------------------------------------------
+
+
+def floor_and_face() -> np.ndarray:
+    m = np.full((13, 17), 0.3)  # attribute-trained C5 maps respond a little everywhere
+    m[4:8, 6:10] = 1.0
+    return m
+
+
+def test_a_response_floor_makes_the_raw_best_window_the_whole_map():
+    m = floor_and_face()
+    assert best_window(m)[0] == (0, 0, 17, 13)  # 0.3 * sqrt(221) beats the face's 4.0
+    assert best_window(above_baseline(m))[0] == (6, 4, 10, 8)
+    assert (above_baseline(m, None) == m).all()
+
+
+def test_localizer_subtracts_the_baseline_unless_told_not_to():
+    image = np.zeros((130, 170, 3), np.uint8)
+    kw = dict(threshold=None, short_side=130, head_shoulder_margin=0.0)
+    (face,) = LNetLocalizer(FixedMap(floor_and_face()), FixedMap(floor_and_face()), **kw
+                            ).localize([image])[0]
+    (raw,) = LNetLocalizer(FixedMap(floor_and_face()), FixedMap(floor_and_face()),
+                           baseline=None, **kw).localize([image])[0]
+    # LNet_o: cells 6..10 x 4..8 of 10 px = (60, 40, 100, 80); LNet_s: the same share of that.
+    expected = (60 + 40 * 6 / 17, 40 + 40 * 4 / 13, 60 + 40 * 10 / 17, 40 + 40 * 8 / 13)
+    assert face.box == pytest.approx(expected)
+    # On the raw maps LNet_o takes the whole image and LNet_s a window far larger than the face.
+    assert box_iou([raw.box], [expected])[0, 0] < 0.1
+
+
+# --- `faceattr-ray localize` ---------------------------------------------------------------------
+
+
+def test_draw_cascade_puts_both_stages_side_by_side(tmp_path):
+    image = np.full((120, 200, 3), 30, np.uint8)
+    image[30:90, 60:120] = 240
+    loc = LNetLocalizer(Brightness(), Brightness(), threshold=None)
+    trace = loc.localize_traced([image])[0]
+    draw_cascade(image, trace, str(tmp_path / "two.png"), max_side=400)
+    with Image.open(tmp_path / "two.png") as png:
+        w, h = png.size
+        pixels = np.asarray(png.convert("RGB"))
+    assert abs(w / h - 2 * 200 / 120) < 0.03  # two panels of the image's aspect
+    assert not np.array_equal(pixels[:, : w // 2], pixels[:, w // 2 :])  # different maps
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path) -> str:
+    from faceattr_ray.bundle import save_bundle
+    from faceattr_ray.presets import build_bundle
+
+    path = str(tmp_path / "bundle")
+    save_bundle(path, build_bundle("tiny", seed=0))
+    return path
+
+
+def test_cli_localize_writes_a_figure_and_the_boxes_of_each_image(tmp_path, tiny_bundle, capsys):
+    from faceattr_ray.cli import main
+
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    (inputs / "b").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (150, 220, 3), dtype=np.uint8)).save(inputs / "a.jpg")
+    Image.fromarray(rng.integers(0, 255, (90, 60, 3), dtype=np.uint8)).save(inputs / "b" / "a.png")
+    out = tmp_path / "out"
+    assert main(["localize", str(inputs), "--model", tiny_bundle, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row, (h, w) in zip(rows, [(150, 220), (90, 60)], strict=True):
+        (face,) = row["faces"]  # no threshold in the bundle: the best window of each image
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+        assert os.path.exists(row["figure"]) and row["path"] in printed
+        with Image.open(row["figure"]) as png:
+            assert abs(png.size[0] / png.size[1] - 2 * w / h) < 0.05
+    assert {os.path.basename(r["figure"]) for r in rows} == {"a.png", "a_1.png"}  # no overwrite
+
+
+def test_cli_localize_threshold_all_faces_and_unreadable_files(tmp_path, tiny_bundle, capsys):
+    from faceattr_ray.cli import main
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    rc = main(["localize", str(good), str(bad), "--model", tiny_bundle, "--out", str(out),
+               "--threshold", "1e9", "--all-faces"])
+    assert rc == 1  # one unreadable file; the other image is still done
+    captured = capsys.readouterr()
+    assert "bad.jpg" in captured.err and "no face above the threshold" in captured.out
+    (row,) = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    assert row["faces"] == [] and os.path.exists(row["figure"])
+    assert main(["localize", str(good), "--model", str(tmp_path / "missing"),
+                 "--out", str(out)]) == 2
