@@ -142,12 +142,19 @@ class Predictor:
             dim = self.anet.config.feature_dim
             return (np.zeros((0, len(self.attributes)), np.float32),
                     np.zeros((0, dim), np.float32) if self.with_features else None)
-        x = to_tensor(windows, None, self.mean, self.std).to(self.device)
+        feats = self.patch_features(windows)
         with self._autocast():
-            feats = self.anet.patch_features(x).float()  # (M, P, F)
             scores = self._score(feats)
         mean_feats = feats.mean(dim=1).cpu().numpy() if self.with_features else None
-        return scores.cpu().numpy(), mean_feats
+        return scores.float().cpu().numpy(), mean_feats
+
+    @torch.inference_mode()
+    def patch_features(self, windows: np.ndarray) -> torch.Tensor:
+        """ANet FC vectors of every lattice patch of each face window, (M, P, F) float32, one
+        pass per window, on the predictor's device."""
+        x = to_tensor(windows, None, self.mean, self.std).to(self.device)
+        with self._autocast():
+            return self.anet.patch_features(x).float()
 
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
         """Attribute scores averaged over patches: the SVM heads, else ANet's own attribute head."""

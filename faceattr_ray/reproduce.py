@@ -202,30 +202,21 @@ def _short(m: dict) -> str:
     return ", ".join(f"{k} {m[k]:.4g}" for k in keys if isinstance(m.get(k), (int, float)))
 
 
-def window_patch_features(anet, paths: list[str], preprocess: dict,
-                          batch_size: int = 64) -> np.ndarray:
+def window_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np.ndarray:
     """ANet FC vectors of every patch, (N, P, F), of whole images taken as face windows
-    (aligned crops), exactly as `Predictor` with the "full" localizer frames them."""
-    import torch
-
+    (aligned crops): `Predictor` with the "full" localizer, as `evaluate` frames them."""
     from faceattr_ray.data.decode import load_image
-    from faceattr_ray.models import to_tensor
-    from faceattr_ray.windows import crop_resize
+    from faceattr_ray.predictor import Predictor
 
-    side = anet.config.window_size
+    predictor = Predictor(bundle, device="cpu", localizer="full")
     out = []
-    anet = anet.eval()
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
-            windows = []
-            for p in paths[start:start + batch_size]:
-                image = load_image(p)
-                h, w = image.shape[:2]
-                windows.append(crop_resize(image, (0.0, 0.0, float(w), float(h)), (side, side)))
-            x = to_tensor(windows, None, preprocess.get("mean"), preprocess.get("std"))
-            out.append(anet.patch_features(x).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, anet.config.grid ** 2,
-                                                      anet.config.feature_dim), np.float32)
+    for start in range(0, len(paths), batch_size):
+        images = [load_image(p) for p in paths[start:start + batch_size]]
+        windows = predictor.face_windows(images, predictor.localize(images))
+        out.append(predictor.patch_features(windows).numpy())
+    cfg = bundle.anet.config
+    return np.concatenate(out) if out else np.zeros((0, cfg.grid ** 2, cfg.feature_dim),
+                                                    np.float32)
 
 
 def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int) -> np.ndarray:
@@ -254,13 +245,12 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     from faceattr_ray.metrics import attribute_metrics
 
     h = recipe["heads"]
-    pre = bundle.config.get("preprocess", {})
     names = list(bundle.attributes)
     xs, ys, codes = [], [], []
     for split in h["fit_splits"]:
         data = read_celeba(root, split=split)
         cols = [list(data.names).index(n) for n in names]
-        x = window_patch_features(bundle.anet, list(data.paths), pre)
+        x = window_patch_features(bundle, list(data.paths))
         xs.append(x)
         ys.append(data.labels[:, cols])
         codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"

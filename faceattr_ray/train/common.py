@@ -179,11 +179,9 @@ def set_lr(optimizer: torch.optim.Optimizer, cfg: dict, epoch: int, step: int,
         group["lr"] = cfg["lr"] * lr_factor(cfg, progress)
 
 
-def steps_per_epoch(rows: Rows, batch_size: int, by_rows: bool = True) -> int:
-    """Optimizer steps of one epoch: batches of rows (local path) or of images (Ray path,
-    where an identity group of rows expands to its images before batching)."""
-    n = len(rows) if by_rows else sum(len(r.get("paths", [None])) for r in rows)
-    return max(1, math.ceil(n / max(batch_size, 1)))
+def count_images(rows: Rows) -> int:
+    """Images in `rows` (an identity-group row holds several in "paths")."""
+    return sum(len(r["paths"]) if "paths" in r else 1 for r in rows)
 
 
 # --- the step logic (both paths) --------------------------------------------------------------
@@ -462,8 +460,8 @@ def fit_ray(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]
 
         raise DataError(f"{cfg.get('data')}: no training images for {cfg['job']}")
     val_ds = ray_dataset(job, cfg, "val", train=False)
-    images = steps_per_epoch(job.rows(cfg, "train"), 1, by_rows=False)  # for the LR schedule
-    cfg = dict(cfg, has_val=val_ds is not None, train_images=images)
+    # Ray workers batch images, not rows: the LR schedule counts its steps from this.
+    cfg = dict(cfg, has_val=val_ds is not None, train_images=count_images(job.rows(cfg, "train")))
     if init_state is not None:
         cfg["init_state_ref"] = ray.put(init_state)
     datasets = {"train": train_ds} | ({"val": val_ds} if val_ds is not None else {})
@@ -514,7 +512,7 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     optimizer = make_optimizer(model, cfg)
     scaler = make_scaler(device)
     train_rows, val_rows = job.rows(cfg, "train"), job.rows(cfg, "val")
-    epoch_steps = steps_per_epoch(train_rows, cfg["batch_size"])
+    epoch_steps = math.ceil(len(train_rows) / cfg["batch_size"])  # local batches are of rows
     metrics: dict = {}
     for epoch in range(cfg["epochs"]):
         start = time.perf_counter()
