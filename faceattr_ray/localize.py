@@ -414,16 +414,15 @@ class LNetLocalizer:
         floor = self.min_relative_score * max(s for _, s in found)
         return [(b, s) for b, s in found if s >= floor and s > 0] or found[:1]
 
-    def localize_traced(self, images: Sequence[np.ndarray]) -> list[LocalizationTrace]:
+    def head_shoulders(self, images: Sequence[np.ndarray]) -> list[LocalizationTrace]:
+        """Stage 1 alone: LNet_o on whole images -> head-shoulder windows (``response_o`` and
+        ``head_shoulders`` of each trace filled in; no detections). Also what LNet_s trains on."""
         rgb = [as_rgb(im) for im in images]
         traces = [LocalizationTrace(detections=[]) for _ in rgb]
-
-        # Stage 1: LNet_o on whole images, batched by input size.
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, im in enumerate(rgb):
             if im.shape[0] and im.shape[1]:
                 groups[self._input_size(im.shape[0], im.shape[1])].append(i)
-        crops: list[tuple[int, Box]] = []
         for (rh, rw), members in groups.items():
             for chunk in _chunks(members, self.batch_size):
                 maps, ph, pw = self._maps(self.lnet_o, [_resize(rgb[i], rw, rh) for i in chunk])
@@ -440,7 +439,12 @@ class LNetLocalizer:
                         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                             box = (0.0, 0.0, float(width), float(height))
                         traces[i].head_shoulders.append(box)
-                        crops.append((i, box))
+        return traces
+
+    def localize_traced(self, images: Sequence[np.ndarray]) -> list[LocalizationTrace]:
+        rgb = [as_rgb(im) for im in images]
+        traces = self.head_shoulders(rgb)
+        crops = [(i, box) for i, t in enumerate(traces) for box in t.head_shoulders]
 
         # Stage 2: LNet_s on every head-shoulder crop at crop_size x crop_size.
         found: dict[int, list[Detection]] = defaultdict(list)

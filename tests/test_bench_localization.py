@@ -25,7 +25,7 @@ def test_smoke_test_prints_the_setting_and_a_json_of_rates(tmp_path):
     for key in ("lnet_recall_iou50", "cascade_recall_iou50", "lnet_tpr_fppi01",
                 "cascade_tpr_fppi01", "lnet_recall_iou50_any", "cascade_recall_iou50_any",
                 "lnet_raw_maps_recall_iou50", "calibration_balanced_accuracy",
-                "lnet_hs_holds_face", "lnet_hs_area_share"):
+                "lnet_hs_holds_face", "lnet_hs_area_share", "lnet_peak_in_face"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["lnet_fppi"] >= 0 and result["cascade_fppi"] >= 0
     # Recall can only fall as the required overlap rises.

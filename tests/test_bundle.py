@@ -58,6 +58,19 @@ def test_round_trip_gives_the_same_outputs(saved):
         np.testing.assert_array_equal(loaded.heads[k], v)
 
 
+def test_global_max_lnets_round_trip_with_their_head(tmp_path):
+    bundle = make_bundle()
+    cfg = LNetConfig(channels=(8, 16, 16, 16, 8), num_attributes=3, num_classes=0,
+                     head_pool="global_max")
+    bundle.lnet_o, bundle.lnet_s = LNet(cfg), LNet(cfg)
+    save_bundle(tmp_path / "b", bundle)
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.lnet_o.config.head_pool == "global_max"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(loaded.lnet_o(x), bundle.lnet_o.eval()(x))
+
+
 def test_bundle_without_lnets_or_heads(tmp_path):
     b = make_bundle(with_heads=False)
     b.lnet_o = b.lnet_s = None

@@ -101,6 +101,37 @@ def test_attribute_maps_equal_the_fc_head_at_the_pooled_size():
         assert maps.shape == (1, 5, pooled[0] - 5, pooled[1] - 5)
 
 
+def test_global_max_head_reads_the_face_wherever_it_is():
+    """The global-max head (Oquab et al.) gives the same logits when the content moves, its
+    logits are linear in the channel maxima, and a bad name is a clear error."""
+    torch.manual_seed(0)
+    cfg = LNetConfig(**{**TINY_LNET.to_dict(), "channels": (8, 16, 16, 16, 8),
+                        "head_pool": "global_max"})
+    lnet = LNet(cfg).eval()
+    assert isinstance(lnet.head[-1], torch.nn.Linear) and lnet.head[-1].in_features == 8
+    patch = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        scenes = []
+        for y, x in [(192, 192), (256, 320)]:  # far from the border, C5 stride (16) apart
+            scene = torch.zeros(1, 3, 512, 576)
+            scene[..., y:y + 64, x:x + 64] = patch
+            scenes.append(lnet(scene))
+        assert torch.allclose(scenes[0], scenes[1], atol=1e-5)
+        x = torch.randn(2, 3, 227, 227)
+        maps = lnet.attribute_maps(x)
+        assert maps.shape == (2, 5, *c5_size(227, 227))
+        # Linear in the channel maxima: the exact logits from C5, and each position's logits.
+        c5 = lnet.c5(x)
+        fc = lnet.head[-1]
+        assert torch.allclose(lnet(x), c5.amax(dim=(2, 3)) @ fc.weight.T + fc.bias, atol=1e-5)
+        assert torch.allclose(maps[:, :, 2, 3], c5[:, :, 2, 3] @ fc.weight.T + fc.bias, atol=1e-5)
+    with pytest.raises(ValueError, match="head_pool"):
+        LNetConfig(head_pool="mean")
+    # Old bundles (no head_pool key) keep the paper's FC head.
+    old = {k: v for k, v in TINY_LNET.to_dict().items() if k != "head_pool"}
+    assert LNetConfig.from_dict(old).head_pool == "fc"
+
+
 def test_small_preset_is_narrow_and_has_no_classifier():
     cfg = LNetConfig.small()
     assert cfg.channels == (32, 96, 160, 128, 128) and cfg.num_classes == 0

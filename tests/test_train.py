@@ -7,6 +7,7 @@ needed. Each Ray Train fit costs ~30 s of start-up on a 2-core machine: there ar
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -126,6 +127,27 @@ def test_local_finetune_learns_attributes(tmp_path):
     assert cfg["attributes"] == ATTRS
     assert metrics["anet"]["val_accuracy"] > 0.6
     assert nets["anet"].config.num_attributes == 3
+
+
+def test_negatives_join_the_lnet_training_rows_with_every_tag_absent(tmp_path):
+    """Background-only images: train rows of both LNets (LNet_s with LNet_o's saved window),
+    never validation rows, never ANet's (it needs a face box)."""
+    jobs = importlib.import_module("faceattr_ray.train.finetune")  # the package exports a function of that name
+
+    root = write_celeba(str(tmp_path / "celeba"), n=8)
+    negatives = [str(tmp_path / f"bg{i}.jpg") for i in range(3)]
+    boxes = tmp_path / "hs.json"
+    boxes.write_text(json.dumps({negatives[0]: [1.0, 2.0, 30.0, 40.0]}))
+    cfg = api.make_config("finetune", root, negatives=negatives, headshoulder_boxes=str(boxes),
+                          attributes=None)
+    train = jobs.lnet_o_rows(cfg, "train")
+    assert [r["path"] for r in train[-3:]] == negatives and len(train) == 6 + 3
+    assert all(not r["label"].any() and len(r["label"]) == len(ATTRS) for r in train[-3:])
+    assert len(jobs.lnet_o_rows(cfg, "val")) == 2
+    s_rows = jobs.lnet_s_rows(cfg, "train")[-3:]
+    assert s_rows[0]["box"] == [1.0, 2.0, 30.0, 40.0]
+    assert all(np.isnan(r["box"]).all() for r in s_rows[1:])  # no window: the whole image
+    assert all(r["path"] not in negatives for r in jobs.anet_rows(cfg, "train"))
 
 
 @pytest.mark.parametrize("job", ["lnet-pretrain", "anet-pretrain", "finetune"])

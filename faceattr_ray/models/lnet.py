@@ -5,10 +5,18 @@ so that ImageNet weights load unchanged (``load_alexnet_weights``). Up to C5 the
 convolutional: any image of at least ``LNet.min_input_size`` pixels a side gives a C5 map and its
 channel mean, the *averaged response map* that the localizer thresholds.
 
-Two heads sit on the pooled C5 map, both dropped at inference:
-- ``classifier`` (LNet+): torchvision's AlexNet classifier layout, for object pre-training;
-- ``head``: the attribute head used for fine-tuning with attribute tags (adaptive average pool,
-  FC hidden, FC out). ``attribute_maps`` runs it as convolutions over any input (paper Fig. 9).
+Two heads read C5, both dropped at inference:
+- ``classifier`` (LNet+): torchvision's AlexNet classifier layout on the pooled 6x6 map, for
+  object pre-training;
+- ``head``: the attribute head used for fine-tuning with attribute tags. ``head_pool="fc"`` (the
+  paper's layout): FC hidden, FC out over the pooled 6x6 map. ``head_pool="global_max"``: one
+  linear layer over each C5 channel's maximum anywhere in the image, the weakly supervised
+  localization head of Oquab et al. (CVPR 2015). Why offer it: an FC head must learn each of the
+  36 positions separately, and trained from scratch on a few thousand in-the-wild images it stays
+  at the label prior (measured by bench/localization.py); the maximum is the same wherever the
+  face is, and an attribute can only be read off where its evidence is strongest, which pulls
+  the C5 responses onto the face. ``attribute_maps`` runs either head as convolutions over any
+  input (paper Fig. 9).
 """
 
 from __future__ import annotations
@@ -23,14 +31,16 @@ from torch import Tensor, nn
 
 from faceattr_ray.errors import BundleError
 
-HEAD_POOL = 6  # both heads read a 6x6 pooled C5 map, as torchvision's AlexNet does
+HEAD_POOL = 6  # the FC heads read a 6x6 pooled C5 map, as torchvision's AlexNet does
+HEAD_POOLS = ("fc", "global_max")
 
 
 @dataclass
 class LNetConfig:
     channels: tuple = (64, 192, 384, 256, 256)  # torchvision AlexNet C1..C5
     num_attributes: int = 40                    # attribute head (fine-tuning; dropped at inference)
-    head_hidden: int = 512
+    head_hidden: int = 512                      # "fc" head only
+    head_pool: str = "fc"                       # "fc" (paper) or "global_max" (see module notes)
     num_classes: int = 1000                     # LNet+ object classifier (0 = none)
     classifier_hidden: int = 4096
     input_size: int = 227
@@ -55,6 +65,11 @@ class LNetConfig:
             raise ValueError(f"LNetConfig: unknown keys {sorted(unknown)}")
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**kw)
+
+    def __post_init__(self) -> None:
+        if self.head_pool not in HEAD_POOLS:
+            raise ValueError(f"LNetConfig: head_pool must be one of {HEAD_POOLS}, "
+                             f"got {self.head_pool!r}")
 
 
 def _features(channels: Sequence[int]) -> nn.Sequential:
@@ -97,10 +112,14 @@ class LNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(HEAD_POOL)
         flat = c5 * HEAD_POOL * HEAD_POOL
         # Attribute head for fine-tuning (sigmoid cross-entropy on its logits).
-        self.head = nn.Sequential(
-            nn.Dropout(), nn.Linear(flat, config.head_hidden), nn.ReLU(inplace=True),
-            nn.Linear(config.head_hidden, config.num_attributes),
-        ) if config.num_attributes > 0 else None
+        self.head: nn.Sequential | None = None
+        if config.num_attributes > 0 and config.head_pool == "global_max":
+            self.head = nn.Sequential(nn.Dropout(), nn.Linear(c5, config.num_attributes))
+        elif config.num_attributes > 0:
+            self.head = nn.Sequential(
+                nn.Dropout(), nn.Linear(flat, config.head_hidden), nn.ReLU(inplace=True),
+                nn.Linear(config.head_hidden, config.num_attributes),
+            )
         # LNet+ object classifier, laid out like torchvision's AlexNet.classifier.
         h = config.classifier_hidden
         self.classifier = nn.Sequential(
@@ -132,6 +151,8 @@ class LNet(nn.Module):
         """Attribute logits (N, num_attributes) of the fine-tuning head."""
         if self.head is None:
             raise ValueError("LNet: this network has no attribute head (num_attributes = 0)")
+        if self.config.head_pool == "global_max":
+            return self.head(self.c5(x).amax(dim=(2, 3)))
         return self.head(self._pooled(x))
 
     def classify(self, x: Tensor) -> Tensor:
@@ -141,11 +162,17 @@ class LNet(nn.Module):
         return self.classifier(self._pooled(x))
 
     def attribute_maps(self, x: Tensor) -> Tensor:
-        """(N, A, h', w'): the attribute head run as convolutions (FC1 as a 6x6 convolution
-        over the pooled C5 map, FC2 as 1x1). At the default input size it equals ``forward``
-        (h' = w' = 1); larger inputs give a map of attribute logits (paper Fig. 9)."""
+        """(N, A, h', w'): the attribute head run as convolutions (paper Fig. 9).
+
+        ``fc`` head: FC1 as a 6x6 convolution over the pooled C5 map, FC2 as 1x1; at the default
+        input size it equals ``forward`` (h' = w' = 1), larger inputs give a map of logits.
+        ``global_max`` head: its linear layer as a 1x1 convolution over C5, the logits each
+        position alone would give (the C5 map's size)."""
         if self.head is None:
             raise ValueError("LNet: this network has no attribute head (num_attributes = 0)")
+        if self.config.head_pool == "global_max":
+            fc = self.head[1]
+            return F.conv2d(self.c5(x), fc.weight[:, :, None, None], fc.bias)
         pooled = self.features[12](self.c5(x))
         if min(pooled.shape[-2:]) < HEAD_POOL:
             raise ValueError(f"LNet: attribute_maps needs a pooled C5 map of at least "

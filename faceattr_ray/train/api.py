@@ -26,6 +26,8 @@ DEFAULTS: dict = {
     "augment": True, "shuffle": True, "lnet": {}, "anet": {},
     # "sgd" (the paper's) or "adamw"; "constant" or "cosine" (per step, after a linear warm-up)
     "optimizer": "sgd", "schedule": "constant", "warmup_epochs": 0,
+    # finetune: background-only image paths, LNet training rows with every tag absent
+    "negatives": None,
 }
 # --smoke-test: a few-thousand-parameter model, a handful of images, 2 steps, in-process.
 SMOKE = {

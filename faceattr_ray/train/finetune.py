@@ -9,6 +9,12 @@
   aligned face crop.
 Labels may hold NaN (untagged); those are masked out of the loss. Any attribute set works: the
 names come from the data.
+
+``negatives`` (a list of image paths, optional): background-only images added to both LNets'
+training rows with every tag absent. Still image-level tags and no boxes: an image with no face
+shows none of the attributes. Why: with in-the-wild training images the clutter otherwise costs
+the LNets nothing, and their averaged maps light up on it as much as on the face
+(bench/localization.py measures both ways).
 """
 
 from __future__ import annotations
@@ -70,7 +76,26 @@ def _rows(cfg: dict, split: str, box_source: str | None) -> Rows:
         if box_source is not None:
             row["box"] = list(map(float, boxes[i])) if boxes is not None else list(NO_BOX)
         out.append(row)
+    if split == "train" and box_source != "face":
+        out += _negative_rows(cfg, len(columns), box_source == "headshoulder")
     return out
+
+
+def _negative_rows(cfg: dict, num_labels: int, with_box: bool) -> Rows:
+    """Background-only images (cfg["negatives"]), every tag absent; LNet_s's rows carry LNet_o's
+    window of each when one was computed, else the whole image."""
+    paths = [str(p) for p in cfg.get("negatives") or []]
+    saved: dict = {}
+    if with_box and cfg.get("headshoulder_boxes") and os.path.exists(cfg["headshoulder_boxes"]):
+        with open(cfg["headshoulder_boxes"]) as f:
+            saved = json.load(f)
+    rows = []
+    for path in paths:
+        row = {"path": path, "label": np.zeros(num_labels, np.float32)}
+        if with_box:
+            row["box"] = list(map(float, saved.get(path, NO_BOX)))
+        rows.append(row)
+    return rows
 
 
 # --- LNet_o -----------------------------------------------------------------------------------
@@ -164,13 +189,13 @@ def headshoulder_boxes(lnet_o: nn.Module, paths: list[str], batch_size: int = 16
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.localize import LNetLocalizer
 
-    # Stage 2 (LNet_s) is not needed here; LNet_o stands in for it and its result is ignored.
+    # Stage 1 only: LNet_s is not needed here (LNet_o fills its argument, unused).
     localizer = LNetLocalizer(lnet_o, lnet_o, threshold=None, device=device,
                               batch_size=batch_size)
     out = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        traces = localizer.localize_traced([load_image(p) for p in chunk])
+        traces = localizer.head_shoulders([load_image(p) for p in chunk])
         for path, trace in zip(chunk, traces, strict=True):
             if trace.head_shoulders:
                 out[path] = [float(v) for v in trace.head_shoulders[0]]
