@@ -13,10 +13,11 @@ Two heads read C5, both dropped at inference:
   linear layer over each C5 channel's maximum anywhere in the image, the weakly supervised
   localization head of Oquab et al. (CVPR 2015). Why offer it: an FC head must learn each of the
   36 positions separately, and trained from scratch on a few thousand in-the-wild images it stays
-  at the label prior (measured by bench/localization.py); the maximum is the same wherever the
-  face is, and an attribute can only be read off where its evidence is strongest, which pulls
-  the C5 responses onto the face. ``attribute_maps`` runs either head as convolutions over any
-  input (paper Fig. 9).
+  at the label prior; the maximum is the same wherever the face is, and an attribute is read off
+  where its evidence is strongest. Measured by bench/localization.py: with it the LNet learns the
+  tags on wild images and its map peaks on the face a little more often, but at CPU scale the
+  boxes from the maps still miss (README, localization notes). ``attribute_maps`` runs either
+  head as convolutions over any input (paper Fig. 9).
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ names come from the data.
 
 ``negatives`` (a list of image paths, optional): background-only images added to both LNets'
 training rows with every tag absent. Still image-level tags and no boxes: an image with no face
-shows none of the attributes. Why: with in-the-wild training images the clutter otherwise costs
-the LNets nothing, and their averaged maps light up on it as much as on the face
-(bench/localization.py measures both ways).
+shows none of the attributes. The idea: with in-the-wild training images the clutter otherwise
+costs the LNets nothing, and their averaged maps light up on it as much as on the face. Measured
+(bench/localization.py --negatives 1000): no better at CPU scale, so off unless asked for.
 """
 
 from __future__ import annotations
@@ -85,10 +85,7 @@ def _negative_rows(cfg: dict, num_labels: int, with_box: bool) -> Rows:
     """Background-only images (cfg["negatives"]), every tag absent; LNet_s's rows carry LNet_o's
     window of each when one was computed, else the whole image."""
     paths = [str(p) for p in cfg.get("negatives") or []]
-    saved: dict = {}
-    if with_box and cfg.get("headshoulder_boxes") and os.path.exists(cfg["headshoulder_boxes"]):
-        with open(cfg["headshoulder_boxes"]) as f:
-            saved = json.load(f)
+    saved = (_saved_headshoulder(cfg) or {}) if with_box and paths else {}
     rows = []
     for path in paths:
         row = {"path": path, "label": np.zeros(num_labels, np.float32)}
@@ -166,12 +163,19 @@ LNET_S_JOB = Job(name="finetune-lnet_s", build=build_lnet, rows=lnet_s_rows,
                  transform=lnet_s_transform, loss=attribute_loss)
 
 
+def _saved_headshoulder(cfg: dict) -> dict[str, list[float]] | None:
+    """{path: box} that `headshoulder_boxes` wrote for this job (LNet_o's windows), if any."""
+    path = cfg.get("headshoulder_boxes")
+    if not (path and os.path.exists(path)):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def _headshoulder_table(cfg: dict, data) -> np.ndarray | None:
     """(N, 4) head-shoulder boxes for every image of the table, NaN where none is known."""
-    path = cfg.get("headshoulder_boxes")
-    if path and os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+    saved = _saved_headshoulder(cfg)
+    if saved is not None:
         table = np.full((len(data.paths), 4), np.nan)
         index = {str(p): i for i, p in enumerate(data.paths)}
         for p, box in saved.items():
