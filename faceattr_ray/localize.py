@@ -24,7 +24,7 @@ from PIL import Image
 
 from faceattr_ray.localization_metrics import box_iou
 from faceattr_ray.models import to_tensor
-from faceattr_ray.windows import Box, clip_box, crop_resize, expand_box
+from faceattr_ray.crops import Box, clip_box, crop_resize, expand_box
 
 # Window score = (response summed inside) / area ** ALPHA.
 # Why 1/2: growing a window of mean response m by a strip whose response is r raises the score

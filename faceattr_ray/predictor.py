@@ -22,7 +22,7 @@ from faceattr_ray.localize import (
     LNetLocalizer,
 )
 from faceattr_ray.models import to_tensor
-from faceattr_ray.windows import crop_resize, expand_box
+from faceattr_ray.crops import crop_resize, expand_box
 
 LOCALIZERS = ("lnet", "cascade", "full")
 

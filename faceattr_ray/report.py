@@ -354,7 +354,7 @@ def section_localization(detections: list, gts: list[np.ndarray], source: str,
 def section_response_maps(bundle, samples: list[np.ndarray], sample_paths: list[str], device,
                           out: str) -> tuple[dict, list]:
     from faceattr_ray.localize import draw_response_overlay
-    from faceattr_ray.windows import crop_resize
+    from faceattr_ray.crops import crop_resize
 
     localizer = _lnet_localizer(bundle, device, bundle.threshold, all_faces=False)
     traces = localizer.localize_traced(samples)
@@ -405,7 +405,7 @@ def section_attribute_regions(bundle, samples: list[np.ndarray], traces, aligned
     import torch
 
     from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, to_tensor
-    from faceattr_ray.windows import crop_resize
+    from faceattr_ray.crops import crop_resize
 
     net = bundle.lnet_s
     pre = bundle.config.get("preprocess") or {}

@@ -27,7 +27,7 @@ def face_window(image: np.ndarray, box, context: float, size: int) -> np.ndarray
 
     No box (NaN) means the image is an aligned face crop: the whole image is the window.
     """
-    from faceattr_ray.windows import crop_resize, expand_box
+    from faceattr_ray.crops import crop_resize, expand_box
 
     h, w = image.shape[:2]
     if box is None or np.isnan(np.asarray(box, dtype=float)).any():

@@ -99,7 +99,7 @@ def _negative_rows(cfg: dict, num_labels: int, with_box: bool) -> Rows:
 
 
 def _whole_image(image: np.ndarray, size: int) -> np.ndarray:
-    from faceattr_ray.windows import crop_resize
+    from faceattr_ray.crops import crop_resize
 
     h, w = image.shape[:2]
     return crop_resize(image, (0.0, 0.0, float(w), float(h)), (size, size))
@@ -145,7 +145,7 @@ def lnet_s_rows(cfg: dict, split: str) -> Rows:
 
 def lnet_s_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
     from faceattr_ray.data.decode import load_image
-    from faceattr_ray.windows import crop_resize
+    from faceattr_ray.crops import crop_resize
 
     size = cfg["lnet"]["input_size"]
     images = []

@@ -1,8 +1,11 @@
-"""Face windows: enlarge a box a little, cut it out of the image, resize it for a network.
+"""Crops: enlarge a box a little, cut it out of the image, resize it for a network.
 
 The paper enlarges the localized face region by a small factor before ANet sees it (section 2.2),
-so the window may run past the image border; those pixels repeat the border (edge padding)
+so the crop may run past the image border; those pixels repeat the border (edge padding)
 rather than turning black, which would look like a frame the network never saw in training.
+Names used across the package: a *window* is a rectangle scored on a response map (in map
+cells, `localizers.windows`); a *head-shoulder box* is LNet_o's choice in image pixels; a *face
+crop* is the pixels ANet reads (a face box enlarged by the context factor, resized).
 """
 
 from __future__ import annotations
