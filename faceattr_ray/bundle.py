@@ -23,7 +23,7 @@ from safetensors.torch import save_file as save_torch
 
 from faceattr_ray import __version__
 from faceattr_ray.errors import BundleError
-from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, ANet, ANetConfig, LNet, LNetConfig
+from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig, Preprocess
 
 FORMAT_NAME = "faceattr-ray-bundle"
 FORMAT_VERSION = 1
@@ -47,7 +47,7 @@ class Bundle:
 
 
 def default_preprocess() -> dict:
-    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "lnet_s_size": 227}
+    return Preprocess().to_dict()
 
 
 def sha256_file(path: str) -> str:
@@ -185,6 +185,10 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         for k in ("platt_a", "platt_b"):
             if k in heads and heads[k].shape != (a,):
                 raise BundleError(f"{file}: {k} has shape {heads[k].shape}, expected ({a},)")
+    try:
+        Preprocess.of(config)
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{os.path.join(root, CONFIG_FILE)}: bad preprocess ({e})") from None
     threshold = (config.get("localizer") or {}).get("threshold")
     ours = {f"{n}.safetensors" for n in NETWORKS} | {HEADS_FILE}
     extra = {k: v for k, v in (config.get("files") or {}).items() if k not in ours}

@@ -124,8 +124,7 @@ def run(args) -> int:
         if not found:
             raise DataError(f"no {name} images found in {' '.join(given)}")
     localizer_config = bundle.config.get("localizer") or {}
-    options = localizer_config.get("options") or {}
-    localizer = LNetLocalizer(bundle.lnet_o, bundle.lnet_s, threshold=None, device=device, **options)
+    localizer = LNetLocalizer.from_bundle(bundle, threshold=None, device=device)
     face_scores = max_window_scores(localizer, faces, args.batch_size)
     background_scores = max_window_scores(localizer, backgrounds, args.batch_size)
     threshold, stats = calibrate_threshold(face_scores, background_scores)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from faceattr_ray.crops import Box, clip_box, crop_resize, expand_box
 from faceattr_ray.localization_metrics import box_iou
 from faceattr_ray.models import to_tensor
-from faceattr_ray.crops import Box, clip_box, crop_resize, expand_box
 
 # Window score = (response summed inside) / area ** ALPHA.
 # Why 1/2: growing a window of mean response m by a strip whose response is r raises the score
@@ -349,7 +349,7 @@ class LNetLocalizer:
     def __init__(
         self,
         lnet_o: torch.nn.Module,
-        lnet_s: torch.nn.Module,
+        lnet_s: torch.nn.Module | None,
         threshold: float | None,
         all_faces: bool = False,
         device: str | torch.device = "cpu",
@@ -370,7 +370,8 @@ class LNetLocalizer:
     ) -> None:
         self.device = torch.device(device)
         self.lnet_o = lnet_o.to(self.device).eval()
-        self.lnet_s = lnet_s.to(self.device).eval()
+        # None: stage 1 only (`head_shoulders`, which is what LNet_s trains on).
+        self.lnet_s = None if lnet_s is None else lnet_s.to(self.device).eval()
         self.threshold = None if threshold is None else float(threshold)
         self.all_faces = all_faces
         self.short_side, self.max_long_side, self.min_input = short_side, max_long_side, min_input
@@ -381,6 +382,42 @@ class LNetLocalizer:
         self.baseline = None if baseline is None else float(baseline)
         self.batch_size = batch_size
         self.mean, self.std = mean, std
+
+    @classmethod
+    def from_bundle(cls, bundle, threshold: float | None | str = "bundle", all_faces: bool = False,
+                    device: str | torch.device | None = None, **overrides) -> LNetLocalizer:
+        """The bundle's LNet cascade, read as it was trained: the one way to build it from a
+        bundle (annotate, calibrate, reproduce, report, `localize`, the benchmarks).
+
+        Options, later ones winning: the bundle's preprocessing (normalisation, the sizes the
+        LNets read at), its localizer options (``config["localizer"]["options"]``), then
+        ``overrides``. ``threshold``: "bundle" (the calibrated one), a number, or None (every
+        image gets its best window: what calibration scores).
+        """
+        from faceattr_ray.errors import BundleError
+        from faceattr_ray.models import Preprocess
+        from faceattr_ray.runtime import pick_device
+
+        if bundle.lnet_o is None or bundle.lnet_s is None:
+            raise BundleError(f"{bundle.path or 'the bundle'}: the bundle has no LNets to "
+                              "localize with (use the 'full' or 'cascade' localizer)")
+        options = {**Preprocess.of(bundle).lnet_options(),
+                   **((bundle.config.get("localizer") or {}).get("options") or {}), **overrides}
+        return cls(bundle.lnet_o, bundle.lnet_s,
+                   threshold=bundle.threshold if threshold == "bundle" else threshold,
+                   all_faces=all_faces, device=pick_device(device), **options)
+
+    def options(self) -> dict:
+        """Every setting that decides a face score or box (threshold, all_faces and device
+        aside): two localizers with equal options score every image alike."""
+        return {"short_side": self.short_side, "max_long_side": self.max_long_side,
+                "min_input": self.min_input, "crop_size": self.crop_size,
+                "head_shoulder_margin": self.head_shoulder_margin, "alpha": self.alpha,
+                "nms_iou": self.nms_iou, "max_faces": self.max_faces,
+                "min_relative_score": self.min_relative_score, "baseline": self.baseline,
+                "batch_size": self.batch_size,
+                "mean": None if self.mean is None else tuple(self.mean),
+                "std": None if self.std is None else tuple(self.std)}
 
     def _input_size(self, height: int, width: int) -> tuple[int, int]:
         # Short side to `short_side`, aspect kept, long side capped (extreme strips stay small).
@@ -442,6 +479,8 @@ class LNetLocalizer:
         return traces
 
     def localize_traced(self, images: Sequence[np.ndarray]) -> list[LocalizationTrace]:
+        if self.lnet_s is None:
+            raise ValueError("this localizer has no LNet_s: it finds head-shoulder boxes only")
         rgb = [as_rgb(im) for im in images]
         traces = self.head_shoulders(rgb)
         crops = [(i, box) for i, t in enumerate(traces) for box in t.head_shoulders]

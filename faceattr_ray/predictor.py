@@ -21,8 +21,8 @@ from faceattr_ray.localize import (
     FullImageLocalizer,
     LNetLocalizer,
 )
-from faceattr_ray.models import to_tensor
-from faceattr_ray.crops import crop_resize, expand_box
+from faceattr_ray.models import Preprocess
+from faceattr_ray.runtime import pick_device
 
 LOCALIZERS = ("lnet", "cascade", "full")
 
@@ -42,20 +42,13 @@ class ImageResult:
     faces: list[Face]
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else the GPU when there is one, else the CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class Predictor:
     """Runs a model bundle over decoded images (uint8 RGB arrays of any size).
 
     ``predict`` is three steps that can also run apart (the annotate job's split pools):
-    ``localize`` (LNets or another localizer) -> ``face_windows`` (crops at ANet's input size)
-    -> ``describe`` (ANet one pass + heads). ``parts`` builds only what one side needs:
-    "localize" (no ANet), "describe" (no localizer) or "all".
+    ``localize`` (LNets or another localizer) -> ``face_crops`` (each face framed by the bundle's
+    preprocessing, at ANet's input size) -> ``describe`` (ANet one pass + heads). ``parts``
+    builds only what one side needs: "localize" (no ANet), "describe" (no localizer) or "all".
     """
 
     def __init__(
@@ -72,14 +65,13 @@ class Predictor:
         if parts not in ("all", "localize", "describe"):
             raise ValueError(f"parts must be 'all', 'localize' or 'describe', not {parts!r}")
         self.bundle = bundle
-        self.device = pick_device(str(device) if device is not None else None)
+        self.device = pick_device(device)
         self.with_features = with_features
         self.attributes = list(bundle.attributes)
-        pre = bundle.config.get("preprocess", {})
-        self.mean, self.std = pre.get("mean"), pre.get("std")
-        self.window_side = bundle.anet.config.window_size
-        # Aligned crops already frame the face; found faces get the paper's small extra context.
-        self.context = 1.0 if localizer == "full" else float(pre.get("face_context", 1.2))
+        self.preprocess = Preprocess.of(bundle)  # what training wrote into the bundle
+        self.crop_side = bundle.anet.config.window_size
+        # "full": every image is an aligned face crop, taken whole (no extra context).
+        self.aligned = localizer == "full"
         self.localizer = None if parts == "describe" else self._make_localizer(localizer, all_faces)
         self.anet = self.heads = None
         if parts != "localize":
@@ -92,16 +84,7 @@ class Predictor:
     def _make_localizer(self, localizer: str, all_faces: bool):
         bundle = self.bundle
         if localizer == "lnet":
-            if bundle.lnet_o is None or bundle.lnet_s is None:
-                raise ValueError("this bundle has no LNets: use localizer 'full' or 'cascade'")
-            return LNetLocalizer(
-                bundle.lnet_o.to(self.device).eval(),
-                bundle.lnet_s.to(self.device).eval(),
-                threshold=bundle.threshold,
-                all_faces=all_faces,
-                device=self.device,
-                **bundle.config.get("localizer", {}).get("options", {}),
-            )
+            return LNetLocalizer.from_bundle(bundle, all_faces=all_faces, device=self.device)
         if localizer == "cascade":
             return CascadeLocalizer(all_faces=all_faces)
         return FullImageLocalizer()
@@ -115,46 +98,50 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
         detections = self.localize(images)
-        windows = self.face_windows(images, detections)
-        scores, features = self.describe(windows)
+        scores, features = self.describe(self.face_crops(images, detections))
         return assemble_results([im.shape for im in images], detections, scores, features)
 
     def localize(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Faces of each image (boxes in its pixels), dominant first."""
         return self.localizer.localize(images)
 
-    def face_windows(self, images: list[np.ndarray],
-                     detections: list[list[Detection]]) -> np.ndarray:
-        """(M, S, S, 3) uint8: every detected face, enlarged by the context factor and resized to
-        ANet's window, in the order of ``detections`` (image by image, face by face)."""
-        side = self.window_side
-        windows = [crop_resize(images[i], expand_box(d.box, self.context), (side, side))
-                   for i, dets in enumerate(detections) for d in dets]
-        if not windows:
+    def face_crops(self, images: list[np.ndarray],
+                   detections: list[list[Detection]]) -> np.ndarray:
+        """(M, S, S, 3) uint8: every detected face framed by the bundle's preprocessing
+        (`Preprocess.face_crop`) at ANet's input side, in the order of ``detections`` (image by
+        image, face by face)."""
+        side = self.crop_side
+        crops = [self.preprocess.face_crop(images[i], None if self.aligned else d.box, side)
+                 for i, dets in enumerate(detections) for d in dets]
+        if not crops:
             return np.zeros((0, side, side, 3), np.uint8)
-        return np.stack(windows)
+        return np.stack(crops)
 
     @torch.inference_mode()
-    def describe(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Attribute scores (M, A) of face windows, and their patch-mean features (M, F) when
+    def describe(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Attribute scores (M, A) of face crops, and their patch-mean features (M, F) when
         ``with_features``."""
-        if len(windows) == 0:
+        if len(crops) == 0:
             dim = self.anet.config.feature_dim
             return (np.zeros((0, len(self.attributes)), np.float32),
                     np.zeros((0, dim), np.float32) if self.with_features else None)
-        feats = self.patch_features(windows)
+        feats = self.patch_features(crops)
         with self._autocast():
             scores = self._score(feats)
         mean_feats = feats.mean(dim=1).cpu().numpy() if self.with_features else None
         return scores.float().cpu().numpy(), mean_feats
 
     @torch.inference_mode()
-    def patch_features(self, windows: np.ndarray) -> torch.Tensor:
-        """ANet FC vectors of every lattice patch of each face window, (M, P, F) float32, one
-        pass per window, on the predictor's device."""
-        x = to_tensor(windows, None, self.mean, self.std).to(self.device)
+    def patch_features(self, crops: np.ndarray) -> torch.Tensor:
+        """ANet FC vectors of every lattice patch of each face crop, (M, P, F) float32, one
+        pass per crop, on the predictor's device."""
+        x = self.crop_tensor(crops)
         with self._autocast():
             return self.anet.patch_features(x).float()
+
+    def crop_tensor(self, crops: np.ndarray) -> torch.Tensor:
+        """(M, 3, S, S) float32: face crops normalised as in training, on the device."""
+        return self.preprocess.normalize(crops, self.device)
 
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
         """Attribute scores averaged over patches: the SVM heads, else ANet's own attribute head."""

@@ -58,15 +58,6 @@ SECTION_TITLES = {
 # --- data: one pass over the root ----------------------------------------------------------------
 
 
-def _lnet_localizer(bundle, device, threshold: float | None, all_faces: bool):
-    """The bundle's LNet cascade with its own options, as `calibrate` builds it."""
-    from faceattr_ray.localize import LNetLocalizer
-
-    options = (bundle.config.get("localizer") or {}).get("options") or {}
-    return LNetLocalizer(bundle.lnet_o, bundle.lnet_s, threshold=threshold, all_faces=all_faces,
-                         device=device, **options)
-
-
 def scan_root(predictor, paths: list[str], all_faces_localizer=None,
               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                 list[np.ndarray], list | None]:
@@ -88,7 +79,7 @@ def scan_root(predictor, paths: list[str], all_faces_localizer=None,
             images = list(pool.map(load_image, paths[start : start + batch_size]))
             samples.extend(images[: max(0, SAMPLES - len(samples))])
             dets = [d[:1] for d in predictor.localize(images)]
-            win = predictor.face_windows(images, dets)
+            win = predictor.face_crops(images, dets)
             s, f = predictor.describe(win)
             rows = [start + i for i, d in enumerate(dets) if d]
             scores[rows] = s
@@ -99,7 +90,7 @@ def scan_root(predictor, paths: list[str], all_faces_localizer=None,
                 every.extend(all_faces_localizer.localize(images))
     dim = predictor.anet.config.feature_dim
     feats = np.concatenate(features) if features else np.zeros((0, dim), np.float32)
-    side = predictor.window_side
+    side = predictor.crop_side
     wins = np.concatenate(windows) if windows else np.zeros((0, side, side, 3), np.uint8)
     return scores, found, feats, wins, samples, every
 
@@ -353,10 +344,10 @@ def section_localization(detections: list, gts: list[np.ndarray], source: str,
 
 def section_response_maps(bundle, samples: list[np.ndarray], sample_paths: list[str], device,
                           out: str) -> tuple[dict, list]:
-    from faceattr_ray.localize import draw_response_overlay
     from faceattr_ray.crops import crop_resize
+    from faceattr_ray.localize import LNetLocalizer, draw_response_overlay
 
-    localizer = _lnet_localizer(bundle, device, bundle.threshold, all_faces=False)
+    localizer = LNetLocalizer.from_bundle(bundle, device=device)
     traces = localizer.localize_traced(samples)
     size = localizer.crop_size
     rows, figures = [], []
@@ -404,11 +395,10 @@ def section_attribute_regions(bundle, samples: list[np.ndarray], traces, aligned
                               out: str) -> dict:
     import torch
 
-    from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, to_tensor
     from faceattr_ray.crops import crop_resize
+    from faceattr_ray.models import Preprocess
 
     net = bundle.lnet_s
-    pre = bundle.config.get("preprocess") or {}
     side = region_input_size(net.config.input_size)
     views = []
     for image, trace in zip(samples, traces, strict=True):
@@ -416,10 +406,9 @@ def section_attribute_regions(bundle, samples: list[np.ndarray], traces, aligned
         box = (trace.head_shoulders[0] if trace.head_shoulders and not aligned
                else (0.0, 0.0, float(image.shape[1]), float(image.shape[0])))
         views.append(crop_resize(image, box, (side, side)))
-    x = to_tensor(views, None, pre.get("mean") or IMAGENET_MEAN, pre.get("std") or IMAGENET_STD)
     with torch.inference_mode():
-        device = next(net.parameters()).device
-        maps = net.attribute_maps(x.to(device)).float().mean(0).cpu().numpy()  # (A, h, w)
+        x = Preprocess.of(bundle).normalize(np.stack(views), next(net.parameters()).device)
+        maps = net.attribute_maps(x).float().mean(0).cpu().numpy()  # (A, h, w)
     background = np.mean(np.stack(views).astype(np.float64), axis=0).round().astype(np.uint8)
     names = list(bundle.attributes)
     peaks = analysis.attribute_map_peaks(maps)
@@ -650,8 +639,10 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
     return the report (what ``report.json`` holds)."""
     from faceattr_ray.attributes import paper_reference
     from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.localize import LNetLocalizer
     from faceattr_ray.metrics import attribute_metrics
-    from faceattr_ray.predictor import Predictor, pick_device
+    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.runtime import pick_device
 
     started = time.time()
     os.makedirs(out, exist_ok=True)
@@ -687,7 +678,7 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
             raise DataError(f"{inputs.model} predicts none of the attributes of "
                             f"{inputs.celeba_root}")
         truth = _ground_truth(inputs.celeba_root, data) if not aligned else None
-        every = (_lnet_localizer(bundle, device, None, all_faces=True)
+        every = (LNetLocalizer.from_bundle(bundle, threshold=None, all_faces=True, device=device)
                  if truth is not None and has_lnets else None)
         scores, found, feats, wins, samples, all_faces = scan_root(predictor, list(data.paths),
                                                                    every)

@@ -212,8 +212,8 @@ def window_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np.
     out = []
     for start in range(0, len(paths), batch_size):
         images = [load_image(p) for p in paths[start:start + batch_size]]
-        windows = predictor.face_windows(images, predictor.localize(images))
-        out.append(predictor.patch_features(windows).numpy())
+        crops = predictor.face_crops(images, predictor.localize(images))
+        out.append(predictor.patch_features(crops).numpy())
     cfg = bundle.anet.config
     return np.concatenate(out) if out else np.zeros((0, cfg.grid ** 2, cfg.feature_dim),
                                                     np.float32)
@@ -294,21 +294,30 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     return heads, info
 
 
+def calibration_images(wild: str, backgrounds: list[str], recipe: dict
+                       ) -> tuple[list[str], list[str]]:
+    """The face images (WILD's val scenes) and face-free images the threshold is set on."""
+    from faceattr_ray.data.celeba import read_celeba
+
+    c = recipe["calibrate"]
+    faces = list(read_celeba(wild, split="val").paths)[:c["faces"]]
+    if not faces:  # a tiny root may draw no val scene: fall back to train scenes
+        faces = list(read_celeba(wild, split="train").paths)[:c["faces"]]
+    return faces, backgrounds[:c["backgrounds"]]
+
+
 def calibrate_bundle(model: str, wild: str, backgrounds: list[str], recipe: dict,
                      plot: str) -> dict:
     """Threshold from the WILD val split's faces vs face-free images; stored in the bundle."""
     from faceattr_ray.bundle import load_bundle, save_bundle
     from faceattr_ray.calibrate import calibrate_threshold, max_window_scores, plot_score_histograms
-    from faceattr_ray.data.celeba import read_celeba
     from faceattr_ray.localize import LNetLocalizer
 
-    c = recipe["calibrate"]
     bundle = load_bundle(model)
-    localizer = LNetLocalizer(bundle.lnet_o, bundle.lnet_s, threshold=None)
-    faces = list(read_celeba(wild, split="val").paths)[:c["faces"]]
-    if not faces:  # a tiny root may draw no val scene: fall back to train scenes
-        faces = list(read_celeba(wild, split="train").paths)[:c["faces"]]
-    bgs = backgrounds[:c["backgrounds"]]
+    # Threshold=None: every image gets its best window, the score the threshold is set on. The
+    # rest is the bundle's own cascade, exactly as annotate builds it.
+    localizer = LNetLocalizer.from_bundle(bundle, threshold=None)
+    faces, bgs = calibration_images(wild, backgrounds, recipe)
     face_scores = max_window_scores(localizer, faces)
     bg_scores = max_window_scores(localizer, bgs)
     threshold, stats = calibrate_threshold(face_scores, bg_scores)
@@ -327,13 +336,13 @@ def localization_check(model: str, wild: str, count: int) -> dict:
     from faceattr_ray.data.celeba import read_celeba
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.localization_metrics import box_iou
-    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.localize import LNetLocalizer
 
     data = read_celeba(wild, split="test")
     n = min(count, len(data.paths))
     if n == 0 or data.bbox is None:
         return {"images": 0}
-    localizer = Predictor(load_bundle(model), localizer="lnet").localizer
+    localizer = LNetLocalizer.from_bundle(load_bundle(model))
     hits, found, ious = 0, 0, []
     for start in range(0, n, 16):
         images = [load_image(p) for p in data.paths[start:min(n, start + 16)]]

@@ -290,6 +290,7 @@ def test_split_pools_give_the_same_table_as_one_pool(local_ray, model, tmp_path)
         tables[stages] = df.reset_index(drop=True)
     one, split = tables["one"], tables["split"]
     assert len(one) == len(split) and (one["status"] == "ok").sum() > 0
+    _assert_same_image_results(model, sorted(str(p) for p in folder.rglob("*.*")))
     for col in ("path", "status", "error", "face_index", "image_width", "image_height"):
         assert one[col].equals(split[col]), col
     ok = one["status"] == "ok"
@@ -299,3 +300,29 @@ def test_split_pools_give_the_same_table_as_one_pool(local_ray, model, tmp_path)
         np.testing.assert_allclose(one.loc[ok, col], split.loc[ok, col], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.stack(one.loc[ok, "features"]),
                                np.stack(split.loc[ok, "features"]), rtol=1e-5, atol=1e-5)
+
+
+def _assert_same_image_results(model: str, paths: list[str]) -> None:
+    """The per-image results behind the two tables, in-process: the same faces and the same
+    image sizes (the working size the cascade saw) from one pool and from the split pools."""
+    from faceattr_ray.pipeline.annotate import (
+        AnnotateActor,
+        DescribeActor,
+        LocalizeActor,
+        decode_batch,
+    )
+
+    batch = decode_batch({"path": np.array(paths)}, max_pixels=None)
+    one = AnnotateActor(model, "lnet", all_faces=True, with_features=True).results(batch)
+    middle = LocalizeActor(model, "lnet", all_faces=True)(batch)
+    split = DescribeActor(model, "lnet", with_features=True).results(middle)
+    assert sorted(one) == sorted(split) and len(one) > 0
+    for i, a in one.items():
+        b = split[i]
+        assert (a.width, a.height) == (b.width, b.height) == (
+            batch["work_width"][i], batch["work_height"][i]), paths[i]
+        assert len(a.faces) == len(b.faces)
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            np.testing.assert_allclose(fa.box, fb.box, atol=1e-3)
+            np.testing.assert_allclose(fa.attributes, fb.attributes, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(fa.features, fb.features, rtol=1e-5, atol=1e-5)

@@ -448,3 +448,21 @@ def test_cli_localize_threshold_all_faces_and_unreadable_files(tmp_path, tiny_bu
     assert row["faces"] == [] and os.path.exists(row["figure"])
     assert main(["localize", str(good), "--model", str(tmp_path / "missing"),
                  "--out", str(out)]) == 2
+
+
+def test_from_bundle_reads_threshold_options_and_preprocessing():
+    from faceattr_ray.errors import BundleError
+    from faceattr_ray.models import Preprocess
+    from faceattr_ray.presets import build_bundle
+
+    bundle = build_bundle("tiny", threshold=0.7)
+    bundle.config["preprocess"] = Preprocess(mean=(0.1, 0.2, 0.3), lnet_s_size=131).to_dict()
+    bundle.config["localizer"] = {"options": {"baseline": None, "alpha": 0.6}}
+    loc = LNetLocalizer.from_bundle(bundle, device="cpu")
+    assert loc.threshold == 0.7 and loc.baseline is None and loc.alpha == 0.6
+    assert loc.mean == (0.1, 0.2, 0.3) and loc.crop_size == 131
+    assert LNetLocalizer.from_bundle(bundle, threshold=None).threshold is None
+    assert LNetLocalizer.from_bundle(bundle, baseline=0.3).baseline == 0.3  # caller wins
+    bundle.lnet_s = None
+    with pytest.raises(BundleError, match="no LNets"):
+        LNetLocalizer.from_bundle(bundle)

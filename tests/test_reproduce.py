@@ -50,7 +50,9 @@ def test_smoke_run_writes_report_with_table_plots_and_stage_times(run):
     stages = report["stage_seconds"]
     assert list(stages) == ["data", "anet_pretrain", "lnet_finetune", "anet_finetune", "heads",
                             "calibrate", "evaluate"]
-    assert all(v >= 0 for v in stages.values())
+    # Every stage took time, and the stages add up to no more than the whole run.
+    assert all(v > 0 for v in stages.values()), stages
+    assert sum(stages.values()) <= report["total_seconds"] + 0.5
     # Heads: fitted on val only, with held-out val identities choosing C and the head.
     assert report["heads"]["val_images_fit"] > 0 and report["heads"]["val_images_held"] > 0
     assert set(report["heads"]["choice"].values()) <= {"svm", "anet"}
@@ -101,6 +103,45 @@ def test_annotate_pipeline_accepts_the_bundle(run, tmp_path):
     assert set(table["status"]) <= {"ok", "no_face", "error"}
     assert table.loc[table["path"] == str(broken), "status"].tolist() == ["error"]
     assert all(name in table.columns for name in CELEBA_40)
+    # The job applies the threshold reproduce calibrated: in the footer and in every row.
+    with open(os.path.join(out, "report", "report.json")) as f:
+        threshold = json.load(f)["calibration"]["threshold"]
+    meta = pads.dataset(output, format="parquet").schema.metadata
+    assert json.loads(meta[b"faceattr_ray.model"])["threshold"] == threshold
+    assert (table.loc[table["status"] == "ok", "face_score"] >= np.float32(threshold)).all()
+
+
+def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
+    """The threshold is only right for the cascade it was set on: annotate's localizer, with
+    its threshold off, scores the calibration images into the very threshold reproduce stored."""
+    import glob
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.calibrate import calibrate_threshold, max_window_scores
+    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.reproduce import calibration_images, resolve_recipe
+
+    _, out = run
+    with open(os.path.join(out, "report", "report.json")) as f:
+        stored = json.load(f)["calibration"]
+    bundle = load_bundle(os.path.join(out, "model"))
+    annotating = Predictor(bundle, "cpu", localizer="lnet").localizer  # as AnnotateActor builds
+    assert bundle.threshold == annotating.threshold == stored["threshold"]
+    assert annotating.options() == LNetLocalizer.from_bundle(bundle).options()
+    scoring = LNetLocalizer(annotating.lnet_o, annotating.lnet_s, threshold=None,
+                            **annotating.options())
+    work = os.path.join(out, "work")
+    backgrounds = sorted(glob.glob(os.path.join(work, "backgrounds", "calibrate_*.jpg")))
+    faces, bgs = calibration_images(os.path.join(work, "wild"), backgrounds,
+                                    resolve_recipe(True, None))
+    assert len(faces) == stored["faces"] and len(bgs) == stored["backgrounds"]
+    threshold, stats = calibrate_threshold(max_window_scores(scoring, faces),
+                                           max_window_scores(scoring, bgs))
+    assert threshold == pytest.approx(stored["threshold"], rel=1e-6, abs=1e-9)
+    assert stats["face_score_mean"] == pytest.approx(stored["face_score_mean"], rel=1e-6)
+    assert stats["background_score_mean"] == pytest.approx(stored["background_score_mean"],
+                                                           rel=1e-6)
 
 
 def test_recipe_overrides_merge_key_by_key(tmp_path):

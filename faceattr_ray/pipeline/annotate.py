@@ -29,7 +29,7 @@ from faceattr_ray.errors import DataError
 from faceattr_ray.pipeline.schema import model_version, output_schema, table_metadata
 
 # Decoded images are shrunk to this longest side before they travel to the model actors: LNet_o
-# sees the image at ~227-454 px anyway and face windows are ~80 px, so more only costs memory.
+# sees the image at ~227-454 px anyway and face crops are ~80 px, so more only costs memory.
 WORK_MAX_SIDE = 1024
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # the pixels of an error row
 
@@ -122,7 +122,8 @@ def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: 
     import torch
 
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.predictor import Predictor, pick_device
+    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.runtime import pick_device
 
     if threads:
         torch.set_num_threads(threads)
@@ -144,8 +145,8 @@ class _TableRows:
             table_metadata(self.attributes, bundle.config, bundle.threshold, localizer),
         )  # fmt: skip
 
-    def table(self, batch: dict[str, np.ndarray], faces_of: dict) -> pa.Table:
-        """``faces_of`` maps a batch row to its list of `Face`; rows not in it have none."""
+    def table(self, batch: dict[str, np.ndarray], results: dict) -> pa.Table:
+        """``results`` maps a batch row to its `ImageResult`; rows not in it have no face."""
         rows: list[dict] = []
         for i, path in enumerate(batch["path"]):
             base = {
@@ -156,7 +157,7 @@ class _TableRows:
                 "error": str(batch["error"][i]) or None,
                 "model_version": self.version,
             }
-            faces = faces_of.get(i, [])
+            faces = results[i].faces if i in results else []
             if base["status"] == "ok" and not faces:
                 base["status"] = "no_face"
             if not faces:
@@ -173,6 +174,10 @@ class _TableRows:
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
+def _ok_rows(batch: dict[str, np.ndarray]) -> list[int]:
+    return [i for i, s in enumerate(batch["status"]) if s == "ok"]
+
+
 class AnnotateActor:
     """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
 
@@ -182,18 +187,21 @@ class AnnotateActor:
                                                  threads, parts="all")
         self.rows = _TableRows(bundle, localizer, with_features)
 
+    def results(self, batch: dict[str, np.ndarray]) -> dict:
+        """{row: `ImageResult`} of the batch's decoded images (sizes: the working size)."""
+        ok = _ok_rows(batch)
+        return dict(zip(ok, self.predictor.predict(batch_images(batch, ok)), strict=True))
+
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
-        results = self.predictor.predict(batch_images(batch, ok))
-        return self.rows.table(batch, {i: r.faces for i, r in zip(ok, results, strict=True)})
+        return self.rows.table(batch, self.results(batch))
 
 
 # Split pools (`--stages split`): LNets in one pool, ANet + heads in another. Between them travel
-# the face boxes and the face windows at ANet's input size, not the decoded images.
+# the face boxes and the face crops at ANet's input size, not the decoded images.
 
 
 class LocalizeActor:
-    """Pool 1 of the split pipeline: localizes faces, cuts their ANet windows."""
+    """Pool 1 of the split pipeline: localizes faces, cuts their ANet face crops."""
 
     def __init__(self, model: str, localizer: str, all_faces: bool,
                  threads: int | None = None) -> None:
@@ -201,25 +209,25 @@ class LocalizeActor:
                                             parts="localize")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
+        ok = _ok_rows(batch)
         images = dict(zip(ok, batch_images(batch, ok), strict=True))
         detections = dict(zip(ok, self.predictor.localize(list(images.values())), strict=True))
         # Bytes, like the pixels: Arrow stores them with one copy whatever the face count.
         out = {k: batch[k] for k in ("path", "status", "error", "image_width", "image_height",
-                                     "scale")}  # fmt: skip
-        out["face_boxes"], out["face_scores"], out["windows"] = [], [], []
+                                     "scale", "work_height", "work_width")}  # fmt: skip
+        out["face_boxes"], out["face_scores"], out["crops"] = [], [], []
         for i in range(len(batch["path"])):
             dets = detections.get(i, [])
             out["face_boxes"].append(np.array([d.box for d in dets], np.float32).tobytes())
             out["face_scores"].append(np.array([d.score for d in dets], np.float32).tobytes())
-            windows = self.predictor.face_windows([images[i]], [dets]) if dets else None
-            out["windows"].append(b"" if windows is None else windows.tobytes())
-        out["window_side"] = [self.predictor.window_side] * len(batch["path"])
+            crops = self.predictor.face_crops([images[i]], [dets]) if dets else None
+            out["crops"].append(b"" if crops is None else crops.tobytes())
+        out["crop_side"] = [self.predictor.crop_side] * len(batch["path"])
         return out
 
 
 class DescribeActor:
-    """Pool 2 of the split pipeline: ANet one pass + heads over the windows, then table rows."""
+    """Pool 2 of the split pipeline: ANet one pass + heads over the face crops, then table rows."""
 
     def __init__(self, model: str, localizer: str, with_features: bool,
                  threads: int | None = None) -> None:
@@ -227,23 +235,27 @@ class DescribeActor:
                                                  parts="describe")
         self.rows = _TableRows(bundle, localizer, with_features)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+    def results(self, batch: dict[str, np.ndarray]) -> dict:
+        """{row: `ImageResult`} as `AnnotateActor.results` gives them, from pool 1's boxes and
+        crops (sizes: the working size that pool 1 localized at)."""
         from faceattr_ray.localize import Detection
         from faceattr_ray.predictor import assemble_results
 
-        n = len(batch["path"])
-        side = int(batch["window_side"][0]) if n else 0
+        ok = _ok_rows(batch)
+        side = int(batch["crop_side"][0]) if len(batch["path"]) else 0
         detections = []
-        for i in range(n):
+        for i in ok:
             boxes = np.frombuffer(batch["face_boxes"][i], np.float32).reshape(-1, 4)
             scores = np.frombuffer(batch["face_scores"][i], np.float32)
             detections.append([Detection(tuple(map(float, b)), float(s))
                                for b, s in zip(boxes, scores, strict=True)])
-        windows = np.frombuffer(b"".join(batch["windows"]), np.uint8).reshape(-1, side, side, 3)
-        scores, features = self.predictor.describe(windows)
-        shapes = [(1, 1)] * n  # the table takes sizes from the batch, not from the results
-        results = assemble_results(shapes, detections, scores, features)
-        return self.rows.table(batch, {i: r.faces for i, r in enumerate(results)})
+        crops = np.frombuffer(b"".join(batch["crops"][i] for i in ok), np.uint8)
+        scores, features = self.predictor.describe(crops.reshape(-1, side, side, 3))
+        shapes = [(int(batch["work_height"][i]), int(batch["work_width"][i])) for i in ok]
+        return dict(zip(ok, assemble_results(shapes, detections, scores, features), strict=True))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        return self.rows.table(batch, self.results(batch))
 
 
 # --- resume ----------------------------------------------------------------------------------

@@ -22,19 +22,12 @@ from faceattr_ray.train.losses import similarity_loss, softmax_loss
 NO_BOX = (math.nan, math.nan, math.nan, math.nan)
 
 
-def face_window(image: np.ndarray, box, context: float, size: int) -> np.ndarray:
-    """The face enlarged by `context` (the paper adds a little context), resized to size x size.
+def face_window(image: np.ndarray, box, cfg: dict, size: int) -> np.ndarray:
+    """The face crop ANet trains on: the job's preprocessing frames it (`Preprocess.face_crop`:
+    the box enlarged by its face context; no box (NaN) = an aligned crop, taken whole)."""
+    from faceattr_ray.train.common import preprocess_of
 
-    No box (NaN) means the image is an aligned face crop: the whole image is the window.
-    """
-    from faceattr_ray.crops import crop_resize, expand_box
-
-    h, w = image.shape[:2]
-    if box is None or np.isnan(np.asarray(box, dtype=float)).any():
-        box = (0.0, 0.0, float(w), float(h))
-    else:
-        box = expand_box(tuple(float(v) for v in box), context)
-    return crop_resize(image, box, (size, size))
+    return preprocess_of(cfg).face_crop(image, box, size)
 
 
 def random_patch(window: np.ndarray, cfg: dict, train: bool, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +96,7 @@ def transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) ->
     images, labels = [], []
     for paths, boxes, label in zip(batch["paths"], batch["boxes"], batch["label"], strict=True):
         for path, box in zip(paths, boxes, strict=True):
-            window = face_window(load_image(str(path)), box, cfg.get("context", 1.2), size)
+            window = face_window(load_image(str(path)), box, cfg, size)
             images.append(random_patch(window, cfg, train, rng))
             labels.append(int(label))
     return {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}

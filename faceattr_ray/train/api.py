@@ -21,9 +21,12 @@ DEFAULTS: dict = {
     "epochs": 10, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
     "seed": 0, "num_workers": 1, "use_gpu": False, "max_failures": 2, "local": False,
     "storage_path": None, "run_name": None, "max_steps": None, "limit": None,
-    "decode_cpus": 0.5, "decode_batch": 32, "context": 1.2, "similarity_weight": 0.1,
+    "decode_cpus": 0.5, "decode_batch": 32, "similarity_weight": 0.1,
     "images_per_identity": 4, "min_images": 2, "attributes": None, "image_dir": None,
     "augment": True, "shuffle": True, "lnet": {}, "anet": {},
+    # models.Preprocess keys (mean, std, face_context, LNet reading sizes); written into the
+    # bundle, so inference reads images exactly as training did
+    "preprocess": {},
     # "sgd" (the paper's) or "adamw"; "constant" or "cosine" (per step, after a linear warm-up)
     "optimizer": "sgd", "schedule": "constant", "warmup_epochs": 0,
     # finetune: background-only image paths, LNet training rows with every tag absent
@@ -41,7 +44,7 @@ SMOKE = {
 
 def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dict:
     """The resolved configuration of a job (JSON-serialisable; written next to its bundle)."""
-    from faceattr_ray.models import ANetConfig, LNetConfig
+    from faceattr_ray.models import ANetConfig, LNetConfig, Preprocess
 
     cfg = copy.deepcopy(DEFAULTS)
     if smoke_test:
@@ -49,13 +52,14 @@ def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dic
     for key, value in options.items():
         if value is None and key in cfg:
             continue  # an unset CLI option keeps the default
-        if key in ("lnet", "anet"):
+        if key in ("lnet", "anet", "preprocess"):
             cfg[key] = {**cfg[key], **(value or {})}
         else:
             cfg[key] = value
     cfg.update(job=job, data=data, smoke_test=smoke_test)
     cfg["lnet"] = LNetConfig.from_dict(cfg["lnet"]).to_dict()
     cfg["anet"] = ANetConfig.from_dict(cfg["anet"]).to_dict()
+    cfg["preprocess"] = Preprocess.from_dict(cfg["preprocess"]).to_dict()
     return cfg
 
 
@@ -173,7 +177,7 @@ def _write_headshoulder(lnet_o: nn.Module, cfg: dict, scratch: str) -> str:
     from faceattr_ray.train.finetune import headshoulder_boxes, lnet_o_rows
 
     paths = [r["path"] for split in ("train", "val") for r in lnet_o_rows(cfg, split)]
-    boxes = headshoulder_boxes(lnet_o, paths)
+    boxes = headshoulder_boxes(lnet_o, paths, cfg=cfg)
     path = os.path.join(scratch, "headshoulder.json")
     with open(path, "w") as f:
         json.dump(boxes, f)
@@ -198,7 +202,8 @@ def save_job_bundle(out: str, nets: dict[str, nn.Module], cfg: dict) -> None:
         heads = {"weight": anet.attribute_head.weight.detach().cpu().numpy(),
                  "bias": anet.attribute_head.bias.detach().cpu().numpy()}
     config = {"training": {"job": cfg["job"], "trained": trained,
-                           "config_file": "train_config.json"}}
+                           "config_file": "train_config.json"},
+              "preprocess": cfg["preprocess"]}
     save_bundle(out, Bundle(path=None, config=config, attributes=attributes,
                             lnet_o=nets.get("lnet_o"), lnet_s=nets.get("lnet_s"), anet=anet,
                             heads=heads))

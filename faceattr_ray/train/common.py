@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceattr_ray.runtime import init_ray, pick_device
+
 # Job name -> "module:attribute" of its `Job`; imported lazily so Ray workers load only theirs.
 JOBS = {
     "lnet-pretrain": "faceattr_ray.train.lnet_pretrain:JOB",
@@ -60,12 +62,6 @@ def get_job(name: str) -> Job:
 # --- device, precision ------------------------------------------------------------------------
 
 
-def select_device(use_gpu: bool) -> torch.device:
-    if use_gpu and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def autocast(device: torch.device):
     """bf16 (or fp16 on older GPUs) autocast on GPU; plain float32 on CPU."""
     if device.type != "cuda":
@@ -80,29 +76,24 @@ def make_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=fp16)
 
 
-def images_to_device(images: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised like `models.to_tensor`.
+def preprocess_of(cfg: dict):
+    """The job's `models.Preprocess` (the one the bundle will carry)."""
+    from faceattr_ray.models import Preprocess
 
-    Batches cross the object store as uint8 (4x smaller than float32); normalising happens
-    here, on the training device. On GPU the result is channels-last (the convs' fast layout).
-    """
-    from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD
-
-    x = torch.as_tensor(images).to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return Preprocess.from_dict(cfg.get("preprocess"))
 
 
-def batch_to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+def batch_to_device(batch: dict, device: torch.device, cfg: dict) -> dict[str, torch.Tensor]:
+    """Tensors on the training device. Images cross the object store as uint8 (4x smaller than
+    float32) and are normalised here, by the job's preprocessing; on GPU they are channels-last
+    (the convs' fast layout)."""
     out = {}
     for key, value in batch.items():
         if key == "image":
-            out[key] = images_to_device(value, device)
+            x = preprocess_of(cfg).normalize(value, device)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[key] = x
         else:
             out[key] = torch.as_tensor(value).to(device, non_blocking=True)
     return out
@@ -201,7 +192,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
     for batch in batches:
         if epoch_steps:
             set_lr(optimizer, cfg, epoch, steps, epoch_steps)
-        tensors = batch_to_device(batch, device)
+        tensors = batch_to_device(batch, device, cfg)
         n = len(tensors["image"])
         with autocast(device):
             loss, stats = job.loss(model, tensors, cfg)
@@ -229,7 +220,7 @@ def evaluate(model: nn.Module, batches: Iterable[dict], job: Job, cfg: dict,
     model.eval()
     loss_sum, images, correct, count = 0.0, 0, 0.0, 0.0
     for batch in batches:
-        tensors = batch_to_device(batch, device)
+        tensors = batch_to_device(batch, device, cfg)
         n = len(tensors["image"])
         with autocast(device):
             loss, stats = job.loss(model, tensors, cfg)
@@ -452,8 +443,7 @@ def fit_ray(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]
     from ray.train.torch import TorchTrainer
 
     job = get_job(cfg["job"])
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # joins RAY_ADDRESS or the caller's Ray; else an embedded one
     train_ds = ray_dataset(job, cfg, "train", train=True)
     if train_ds is None:
         from faceattr_ray.errors import DataError
@@ -502,7 +492,7 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     job = get_job(cfg["job"])
     torch.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
-    device = select_device(cfg.get("use_gpu", False))
+    device = pick_device(use_gpu=cfg.get("use_gpu", False))
     model = job.build(cfg)
     if init_state is not None:
         load_matching(model.net, init_state)

@@ -144,8 +144,8 @@ def lnet_s_rows(cfg: dict, split: str) -> Rows:
 
 
 def lnet_s_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
-    from faceattr_ray.data.decode import load_image
     from faceattr_ray.crops import crop_resize
+    from faceattr_ray.data.decode import load_image
 
     size = cfg["lnet"]["input_size"]
     images = []
@@ -186,16 +186,17 @@ def _headshoulder_table(cfg: dict, data) -> np.ndarray | None:
 
 
 def headshoulder_boxes(lnet_o: nn.Module, paths: list[str], batch_size: int = 16,
-                       device: str = "cpu") -> dict[str, list[float]]:
-    """The head-shoulder window of each image from LNet_o: the localizer's first stage
-    (`faceattr_ray.localize.LNetLocalizer`: best-scoring window on the averaged response map,
-    with its margin). Images stream through in batches; only the boxes are kept."""
+                       device: str = "cpu", cfg: dict | None = None) -> dict[str, list[float]]:
+    """The head-shoulder box of each image from LNet_o: the localizer's first stage
+    (`faceattr_ray.localize.LNetLocalizer.head_shoulders`: best-scoring window on the averaged
+    response map, with its margin), reading images with the job's preprocessing. Images stream
+    through in batches; only the boxes are kept."""
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.train.common import preprocess_of
 
-    # Stage 1 only: LNet_s is not needed here (LNet_o fills its argument, unused).
-    localizer = LNetLocalizer(lnet_o, lnet_o, threshold=None, device=device,
-                              batch_size=batch_size)
+    localizer = LNetLocalizer(lnet_o, None, threshold=None, device=device, batch_size=batch_size,
+                              **preprocess_of(cfg or {}).lnet_options())
     out = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
@@ -219,7 +220,7 @@ def anet_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generato
     size = window_size(cfg)
     images = []
     for path, box in zip(batch["path"], batch["box"], strict=True):
-        window = face_window(load_image(str(path)), box, cfg.get("context", 1.2), size)
+        window = face_window(load_image(str(path)), box, cfg, size)
         images.append(random_patch(window, cfg, train, rng))
     return {"image": np.stack(images), "label": np.asarray(batch["label"], np.float32)}
 

@@ -1,0 +1,39 @@
+"""Where work runs: the one Ray start-up and the one device choice of the package.
+
+Every command starts (or joins) Ray through `init_ray` and picks its torch device through
+`pick_device`; torch and Ray are imported only when these are called.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None,
+             log_to_driver: bool = True) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded Ray with
+    ``num_cpus`` logical CPUs (default: all) and no dashboard. A no-op when Ray is up.
+
+    On a 2-core machine give ``num_cpus`` above the work asked for (e.g. 4): a read task of 1 CPU
+    and two 1-CPU actors otherwise wait for each other forever.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=log_to_driver)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+
+
+def pick_device(device=None, use_gpu: bool = True):
+    """``device`` when given; else the current GPU when there is one and ``use_gpu``; else the
+    CPU. Returns a ``torch.device``."""
+    import torch
+
+    if device is not None and str(device):
+        return torch.device(device)
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

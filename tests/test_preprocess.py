@@ -1,0 +1,119 @@
+"""One preprocessing object: training writes it into the bundle, inference reads it back, so a
+bundle crops and normalises a face exactly as the training step did."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from faceattr_ray.models import Preprocess
+
+# Not the defaults: a different colour normalisation and more context around the face.
+CUSTOM = {"mean": [0.3, 0.4, 0.5], "std": [0.2, 0.25, 0.3], "face_context": 1.6}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny bundle fine-tuned (in-process, 2 steps a net) with CUSTOM preprocessing on
+    generated people in the wild (face boxes known)."""
+    from faceattr_ray.data.synthetic import write_wild
+    from faceattr_ray.train import api
+
+    tmp = tmp_path_factory.mktemp("preprocess")
+    root = write_wild(str(tmp / "wild"), 12, identities=4, seed=0, size=(128, 96))
+    nets, _, cfg = api.finetune(root, smoke_test=True, headshoulder="boxes",
+                                preprocess=CUSTOM)
+    out = str(tmp / "bundle")
+    api.save_job_bundle(out, nets, cfg)
+    return root, out, cfg
+
+
+def _training_input(cfg: dict) -> tuple[dict, torch.Tensor]:
+    """The first training row of ANet's job and the normalised tensor its step trains on
+    (evaluation transform: the centre patch of the face crop, no flip)."""
+    from faceattr_ray.train.common import batch_to_device, rows_to_batch
+    from faceattr_ray.train.finetune import ANET_JOB
+
+    row = next(r for r in ANET_JOB.rows(cfg, "train") if not np.isnan(r["box"]).any())
+    batch = ANET_JOB.transform(rows_to_batch([row]), cfg, False, np.random.default_rng(0))
+    return row, batch_to_device(batch, torch.device("cpu"), cfg)["image"][0]
+
+
+def _predictor_input(bundle, row: dict) -> torch.Tensor:
+    """What Predictor feeds ANet for the same image and face box, cut to the centre patch."""
+    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.localize import Detection
+    from faceattr_ray.predictor import Predictor
+
+    predictor = Predictor(bundle, "cpu", parts="describe")
+    crops = predictor.face_crops([load_image(row["path"])],
+                                 [[Detection(tuple(row["box"]), 1.0)]])
+    x = predictor.crop_tensor(crops)[0]
+    a = bundle.anet.config
+    y0 = (a.grid // 2) * a.patch_stride
+    return x[:, y0:y0 + a.patch_size, y0:y0 + a.patch_size]
+
+
+def test_bundle_carries_the_preprocessing_training_used(trained):
+    _, out, cfg = trained
+    with open(os.path.join(out, "config.json")) as f:
+        written = json.load(f)["preprocess"]
+    assert written == cfg["preprocess"] == Preprocess.from_dict(CUSTOM).to_dict()
+
+
+def test_predictor_gives_anet_the_tensor_the_training_step_gave_it(trained):
+    from faceattr_ray.bundle import load_bundle
+
+    _, out, cfg = trained
+    bundle = load_bundle(out)
+    row, train_x = _training_input(cfg)
+    assert torch.equal(_predictor_input(bundle, row), train_x)
+    # The check can fail: the same bundle read with the default preprocessing differs.
+    bundle.config = {**bundle.config, "preprocess": Preprocess().to_dict()}
+    assert not torch.allclose(_predictor_input(bundle, row), train_x, atol=1e-3)
+
+
+def test_localizer_reads_with_the_trained_normalisation(trained):
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.localize import LNetLocalizer
+
+    _, out, _ = trained
+    pre = Preprocess.from_dict(CUSTOM)
+    options = LNetLocalizer.from_bundle(load_bundle(out)).options()
+    assert options["mean"] == pre.mean and options["std"] == pre.std
+    assert options["crop_size"] == pre.lnet_s_size
+    assert options["short_side"] == pre.lnet_o_short_side
+
+
+def test_aligned_crops_are_taken_whole_without_context():
+    image = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    pre = Preprocess(face_context=2.0)
+    whole = pre.face_crop(image, None, 16)
+    assert np.array_equal(whole, pre.face_crop(image, [np.nan] * 4, 16))
+    assert not np.array_equal(whole, pre.face_crop(image, (0, 0, 30, 40), 16))  # 2x context
+
+
+def test_old_and_bad_preprocess_configs():
+    old = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "lnet_s_size": 227}
+    assert Preprocess.from_dict(old) == Preprocess()
+    with pytest.raises(ValueError, match="unknown keys"):
+        Preprocess.from_dict({"context": 1.2})
+    with pytest.raises(ValueError, match="std"):
+        Preprocess.from_dict({"std": [0, 1, 1]})
+
+
+def test_bundle_with_a_bad_preprocess_is_refused(tmp_path):
+    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.errors import BundleError
+    from faceattr_ray.presets import build_bundle
+
+    save_bundle(tmp_path, build_bundle("tiny"))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["preprocess"]["mean"] = [0.5, 0.5]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="config.json: bad preprocess"):
+        load_bundle(tmp_path)
