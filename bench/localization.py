@@ -308,7 +308,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     from faceattr_ray.data.synthetic import read_all_faces, write_backgrounds
-    from faceattr_ray.localize import CascadeLocalizer, LNetLocalizer
+    from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
     from faceattr_ray.presets import preset_configs
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-localization-")
@@ -476,7 +476,7 @@ def _save_outputs(args, work, lnet, images, paths, lnet_o, lnet_s, cfg, threshol
     """A bundle of the trained LNets with the calibrated threshold (for `faceattr-ray localize`)
     and Fig. 3/6-style PNGs of the first test images."""
     from faceattr_ray.bundle import load_bundle, save_bundle
-    from faceattr_ray.localize import draw_cascade
+    from faceattr_ray.localizers.drawing import draw_cascade
     from faceattr_ray.train.api import save_job_bundle
 
     bundle_dir = os.path.join(work, "bundle")

@@ -5,18 +5,15 @@ threshold). The threshold is the decision boundary between the two histograms: t
 lowest balanced error (mean of the miss rate on faces and the false-alarm rate on backgrounds, so
 unequal counts do not tilt it), placed in the middle of the widest gap that achieves it. When the
 histograms are separable that is the midpoint between the highest background and the lowest face.
-`faceattr-ray calibrate` stores it in the bundle (``Bundle.threshold``) with a histogram plot.
+`faceattr-ray calibrate` (cli/calibrate.py) stores it in the bundle (``Bundle.threshold``) with a
+histogram plot.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 
 import numpy as np
-
-from faceattr_ray.errors import BundleError, DataError
 
 
 def calibrate_threshold(
@@ -107,36 +104,23 @@ def max_window_scores(localizer, paths: Sequence[str], batch_size: int = 16) -> 
     return np.asarray(scores, dtype=np.float64)
 
 
-def run(args) -> int:
-    """`faceattr-ray calibrate`: score the images, set ``Bundle.threshold``, save, plot."""
-    import torch
+def calibrate_bundle(bundle, faces: Sequence[str], backgrounds: Sequence[str], plot: str,
+                     batch_size: int = 16, device=None,
+                     title: str = "Maximum window score per image") -> dict:
+    """Score ``faces`` and ``backgrounds`` with the bundle's own LNet cascade (threshold off:
+    each image's best window, as annotate's localizer scores it), set ``bundle.threshold``,
+    record the statistics in its config, save it in place and plot the histograms.
+    Returns the statistics."""
+    from faceattr_ray.bundle import save_bundle
+    from faceattr_ray.localizers import LNetLocalizer
 
-    from faceattr_ray.bundle import load_bundle, save_bundle
-    from faceattr_ray.data.sources import list_inputs
-    from faceattr_ray.localize import LNetLocalizer
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    bundle = load_bundle(args.model, device=device)
-    if bundle.lnet_o is None or bundle.lnet_s is None:
-        raise BundleError(f"{args.model}: the bundle has no LNets, so there is no score to threshold")
-    faces, backgrounds = list_inputs(args.faces), list_inputs(args.backgrounds)
-    for name, found, given in (("face", faces, args.faces), ("background", backgrounds, args.backgrounds)):
-        if not found:
-            raise DataError(f"no {name} images found in {' '.join(given)}")
-    localizer_config = bundle.config.get("localizer") or {}
     localizer = LNetLocalizer.from_bundle(bundle, threshold=None, device=device)
-    face_scores = max_window_scores(localizer, faces, args.batch_size)
-    background_scores = max_window_scores(localizer, backgrounds, args.batch_size)
+    face_scores = max_window_scores(localizer, list(faces), batch_size)
+    background_scores = max_window_scores(localizer, list(backgrounds), batch_size)
     threshold, stats = calibrate_threshold(face_scores, background_scores)
-
     bundle.threshold = threshold
-    bundle.config = {**bundle.config, "localizer": {**localizer_config, "calibration": stats}}
-    save_bundle(args.model, bundle)
-    plot = args.plot or os.path.join(args.model, "threshold.png")
-    plot_score_histograms(face_scores, background_scores, threshold, plot)
-    print(f"threshold {threshold:.4g}: face recall {stats['face_recall']:.3f}, background "
-          f"rejection {stats['background_rejection']:.3f} on {stats['faces']} faces and "
-          f"{stats['backgrounds']} backgrounds ({'separable' if stats['separable'] else 'overlapping'}); "
-          f"saved to {args.model}, histogram {plot}")
-    print(json.dumps(stats))
-    return 0
+    bundle.config = {**bundle.config, "localizer": {**(bundle.config.get("localizer") or {}),
+                                                     "calibration": stats}}
+    save_bundle(bundle.path, bundle)
+    plot_score_histograms(face_scores, background_scores, threshold, plot, title=title)
+    return stats

@@ -4,7 +4,7 @@ The paper scores face localization with ROC curves at IoU >= 0.5 (true-positive 
 false positives per image, Fig. 7a/b) and with recall as the required overlap grows (Fig. 7c).
 
 Detections of one image are given either as a sequence of objects with ``.box`` and ``.score``
-(e.g. ``localize.Detection``) or as a pair ``(boxes (K, 4), scores (K,))``. Ground truth of one
+(e.g. ``localizers.Detection``) or as a pair ``(boxes (K, 4), scores (K,))``. Ground truth of one
 image is an array (G, 4). Boxes are x1, y1, x2, y2 in pixels.
 """
 
@@ -15,18 +15,7 @@ from typing import Any
 
 import numpy as np
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in ``a`` (N, 4) with every box in ``b`` (M, 4)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+from faceattr_ray.crops import box_iou
 
 
 def _as_arrays(detections: Any) -> tuple[np.ndarray, np.ndarray]:

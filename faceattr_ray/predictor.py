@@ -15,7 +15,7 @@ import torch
 
 from faceattr_ray.bundle import Bundle
 from faceattr_ray.heads import LinearHeads
-from faceattr_ray.localize import (
+from faceattr_ray.localizers import (
     CascadeLocalizer,
     Detection,
     FullImageLocalizer,

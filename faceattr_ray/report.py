@@ -345,7 +345,8 @@ def section_localization(detections: list, gts: list[np.ndarray], source: str,
 def section_response_maps(bundle, samples: list[np.ndarray], sample_paths: list[str], device,
                           out: str) -> tuple[dict, list]:
     from faceattr_ray.crops import crop_resize
-    from faceattr_ray.localize import LNetLocalizer, draw_response_overlay
+    from faceattr_ray.localizers import LNetLocalizer
+    from faceattr_ray.localizers.drawing import draw_response_overlay
 
     localizer = LNetLocalizer.from_bundle(bundle, device=device)
     traces = localizer.localize_traced(samples)
@@ -639,7 +640,7 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
     return the report (what ``report.json`` holds)."""
     from faceattr_ray.attributes import paper_reference
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.metrics import attribute_metrics
     from faceattr_ray.predictor import Predictor
     from faceattr_ray.runtime import pick_device

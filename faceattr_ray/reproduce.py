@@ -306,37 +306,23 @@ def calibration_images(wild: str, backgrounds: list[str], recipe: dict
     return faces, backgrounds[:c["backgrounds"]]
 
 
-def calibrate_bundle(model: str, wild: str, backgrounds: list[str], recipe: dict,
-                     plot: str) -> dict:
+def calibrate(model: str, wild: str, backgrounds: list[str], recipe: dict, plot: str) -> dict:
     """Threshold from the WILD val split's faces vs face-free images; stored in the bundle."""
-    from faceattr_ray.bundle import load_bundle, save_bundle
-    from faceattr_ray.calibrate import calibrate_threshold, max_window_scores, plot_score_histograms
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.calibrate import calibrate_bundle
 
-    bundle = load_bundle(model)
-    # Threshold=None: every image gets its best window, the score the threshold is set on. The
-    # rest is the bundle's own cascade, exactly as annotate builds it.
-    localizer = LNetLocalizer.from_bundle(bundle, threshold=None)
     faces, bgs = calibration_images(wild, backgrounds, recipe)
-    face_scores = max_window_scores(localizer, faces)
-    bg_scores = max_window_scores(localizer, bgs)
-    threshold, stats = calibrate_threshold(face_scores, bg_scores)
-    bundle.threshold = threshold
-    bundle.config = {**bundle.config, "localizer": {**(bundle.config.get("localizer") or {}),
-                                                     "calibration": stats}}
-    save_bundle(model, bundle)
-    plot_score_histograms(face_scores, bg_scores, threshold, plot,
-                          title="Max window score: WILD val faces vs backgrounds")
-    return stats
+    return calibrate_bundle(load_bundle(model), faces, bgs, plot,
+                            title="Max window score: WILD val faces vs backgrounds")
 
 
 def localization_check(model: str, wild: str, count: int) -> dict:
     """On WILD's test scenes: share whose dominant face is found at IoU >= 0.5 (report only)."""
     from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.crops import box_iou
     from faceattr_ray.data.celeba import read_celeba
     from faceattr_ray.data.decode import load_image
-    from faceattr_ray.localization_metrics import box_iou
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
 
     data = read_celeba(wild, split="test")
     n = min(count, len(data.paths))
@@ -384,8 +370,7 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         print(f"[reproduce] heads on held-out val identities: chosen {_pct(h['chosen'])}, "
               f"SVM {_pct(h['svm'])}, ANet tag layer {_pct(h['anet'])}")
     with timer.stage("calibrate"):
-        calibration = calibrate_bundle(model, wild, bgs, recipe,
-                                       os.path.join(report, "threshold.png"))
+        calibration = calibrate(model, wild, bgs, recipe, os.path.join(report, "threshold.png"))
         print(f"[reproduce] threshold {calibration['threshold']:.4g}: face recall "
               f"{calibration['face_recall']:.3f}, background rejection "
               f"{calibration['background_rejection']:.3f}")

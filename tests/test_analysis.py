@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceattr_ray import analysis
-from faceattr_ray.localize import Detection
+from faceattr_ray.localizers import Detection
 
 # --- Fig. 8: concept neurons ---------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ def test_cli_stores_the_threshold_in_the_bundle(tmp_path):
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.calibrate import max_window_scores
     from faceattr_ray.cli import main
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
 
     model = tmp_path / "bundle"
     tiny_bundle(model)

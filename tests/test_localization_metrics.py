@@ -12,7 +12,7 @@ from faceattr_ray.localization_metrics import (
     roc_curve,
     tpr_at_fppi,
 )
-from faceattr_ray.localize import Detection
+from faceattr_ray.localizers import Detection
 
 
 def test_box_iou_known_values():

@@ -11,21 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from faceattr_ray.localization_metrics import box_iou
-from faceattr_ray.localize import (
-    CascadeLocalizer,
-    Detection,
-    FullImageLocalizer,
-    LNetLocalizer,
-    above_baseline,
-    best_window,
-    density_peaks,
-    draw_cascade,
-    draw_response_overlay,
-    nms,
-    region_windows,
-    score_windows,
-)
+from faceattr_ray.crops import box_iou
+from faceattr_ray.localizers import CascadeLocalizer, Detection, FullImageLocalizer, LNetLocalizer
+from faceattr_ray.localizers.drawing import draw_cascade, draw_response_overlay
+from faceattr_ray.localizers.peaks import density_peaks, region_windows
+from faceattr_ray.localizers.windows import above_baseline, best_window, nms, score_windows
 
 # --- window scoring ------------------------------------------------------------------------------
 

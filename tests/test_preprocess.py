@@ -46,7 +46,7 @@ def _training_input(cfg: dict) -> tuple[dict, torch.Tensor]:
 def _predictor_input(bundle, row: dict) -> torch.Tensor:
     """What Predictor feeds ANet for the same image and face box, cut to the centre patch."""
     from faceattr_ray.data.decode import load_image
-    from faceattr_ray.localize import Detection
+    from faceattr_ray.localizers import Detection
     from faceattr_ray.predictor import Predictor
 
     predictor = Predictor(bundle, "cpu", parts="describe")
@@ -79,7 +79,7 @@ def test_predictor_gives_anet_the_tensor_the_training_step_gave_it(trained):
 
 def test_localizer_reads_with_the_trained_normalisation(trained):
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
 
     _, out, _ = trained
     pre = Preprocess.from_dict(CUSTOM)

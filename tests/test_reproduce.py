@@ -118,7 +118,7 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
 
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.calibrate import calibrate_threshold, max_window_scores
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.predictor import Predictor
     from faceattr_ray.reproduce import calibration_images, resolve_recipe
 

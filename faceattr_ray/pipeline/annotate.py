@@ -238,7 +238,7 @@ class DescribeActor:
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         """{row: `ImageResult`} as `AnnotateActor.results` gives them, from pool 1's boxes and
         crops (sizes: the working size that pool 1 localized at)."""
-        from faceattr_ray.localize import Detection
+        from faceattr_ray.localizers import Detection
         from faceattr_ray.predictor import assemble_results
 
         ok = _ok_rows(batch)

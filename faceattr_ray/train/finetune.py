@@ -188,11 +188,11 @@ def _headshoulder_table(cfg: dict, data) -> np.ndarray | None:
 def headshoulder_boxes(lnet_o: nn.Module, paths: list[str], batch_size: int = 16,
                        device: str = "cpu", cfg: dict | None = None) -> dict[str, list[float]]:
     """The head-shoulder box of each image from LNet_o: the localizer's first stage
-    (`faceattr_ray.localize.LNetLocalizer.head_shoulders`: best-scoring window on the averaged
+    (`faceattr_ray.localizers.LNetLocalizer.head_shoulders`: best-scoring window on the averaged
     response map, with its margin), reading images with the job's preprocessing. Images stream
     through in batches; only the boxes are kept."""
     from faceattr_ray.data.decode import load_image
-    from faceattr_ray.localize import LNetLocalizer
+    from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.train.common import preprocess_of
 
     localizer = LNetLocalizer(lnet_o, None, threshold=None, device=device, batch_size=batch_size,

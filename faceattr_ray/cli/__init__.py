@@ -172,7 +172,7 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
 
 
 def _add_calibrate(sub) -> None:
-    p = _command(sub, "calibrate", "faceattr_ray.calibrate:run",
+    p = _command(sub, "calibrate", "faceattr_ray.cli.calibrate:run",
                  "Set the face/no-face threshold from face and background images; store it in "
                  "the bundle with its histogram plot.")
     p.add_argument("--model", required=True, help="model bundle directory (updated in place)")
@@ -184,7 +184,7 @@ def _add_calibrate(sub) -> None:
 
 
 def _add_localize(sub) -> None:
-    p = _command(sub, "localize", "faceattr_ray.localize:run",
+    p = _command(sub, "localize", "faceattr_ray.cli.localize:run",
                  "Localize faces with a bundle's LNets: per image, a PNG of LNet_o's and "
                  "LNet_s's averaged response maps with the chosen boxes, and the boxes printed.")
     p.add_argument("images", nargs="+", metavar="IMAGE",

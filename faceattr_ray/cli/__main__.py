@@ -1,0 +1,7 @@
+"""`python -m faceattr_ray.cli ...` is `faceattr-ray ...`."""
+
+import sys
+
+from faceattr_ray.cli import main
+
+sys.exit(main())
