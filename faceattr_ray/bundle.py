@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,6 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 NETWORKS = ("lnet_o", "lnet_s", "anet")
 HEADS_FILE = "heads.safetensors"
-HEAD_ARRAYS = ("weight", "bias", "platt_a", "platt_b")
 
 
 @dataclass
@@ -41,9 +41,20 @@ class Bundle:
     lnet_o: LNet | None
     lnet_s: LNet | None
     anet: ANet
-    heads: dict[str, np.ndarray] | None = None  # weight (A, F), bias (A,), platt_a, platt_b
+    heads: dict[str, np.ndarray] | None = None  # SVM heads: weight (A, F), bias (A,)
     threshold: float | None = None     # face/no-face threshold on the max window score
     extra_files: dict[str, str] = field(default_factory=dict)  # name -> sha256, read only
+
+    def head_arrays(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """Weight (A, F) and bias (A,) that turn ANet's patch features into this bundle's
+        attribute scores (`heads.linear_scores`): the SVM heads when it has them, else ANet's own
+        attribute layer (linear too). The third value names which."""
+        if self.heads is not None:
+            return (np.asarray(self.heads["weight"], np.float32),
+                    np.asarray(self.heads["bias"], np.float32), "svm heads")
+        head = self.anet.attribute_head
+        return (head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(),
+                "anet attribute layer")
 
 
 def default_preprocess() -> dict:
@@ -97,6 +108,20 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> None:
     os.replace(tmp, os.path.join(path, CONFIG_FILE))  # config last: a bundle is whole or absent
     bundle.path = path
     bundle.config = config
+
+
+def write_heads_bundle(out: str | os.PathLike, heads, base: Bundle, info: dict) -> None:
+    """Save ``base`` (a loaded bundle) with ``heads`` (a `heads.LinearHeads`) and how they were
+    fit (``info``) into ``out``, copying its extra files when ``out`` is another folder."""
+    out = os.fspath(out)
+    if base.path and os.path.abspath(base.path) != os.path.abspath(out):
+        os.makedirs(out, exist_ok=True)
+        for name in base.extra_files:
+            shutil.copy2(os.path.join(base.path, name), os.path.join(out, name))
+    base.attributes = list(heads.names)
+    base.heads = heads.to_arrays()
+    base.config = {**base.config, "heads_training": info}
+    save_bundle(out, base)
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -182,9 +207,6 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         if w.shape != (a, f) or b.shape != (a,):
             raise BundleError(f"{file}: weight {w.shape} / bias {b.shape} do not match "
                               f"{a} attributes x {f} ANet features")
-        for k in ("platt_a", "platt_b"):
-            if k in heads and heads[k].shape != (a,):
-                raise BundleError(f"{file}: {k} has shape {heads[k].shape}, expected ({a},)")
     try:
         Preprocess.of(config)
     except (TypeError, ValueError) as e:

@@ -1,8 +1,11 @@
 """The cascade in one object: localize faces, extract ANet features in one pass, score attributes.
 
-Everything that predicts goes through `Predictor.predict`: the Ray Data actor of the annotate job,
-`evaluate`, the demo and the benchmarks. Inference logic lives here and nowhere else, so the
-pipeline-versus-bare-loop benchmark measures Ray's overhead and nothing more.
+Everything that predicts attributes goes through `Predictor`: the annotate job's actors (whole,
+or its steps in the split pools), `evaluate`, the report, reproduce's head features, the demo
+and the benchmarks. What only localizes uses the localizer's public API instead
+(`LNetLocalizer.from_bundle`: calibration, the `localize` command, figures), which is the very
+object `Predictor` holds. So the pipeline-versus-bare-loop benchmark measures Ray's overhead and
+nothing more.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 import torch
 
 from faceattr_ray.bundle import Bundle
-from faceattr_ray.heads import LinearHeads
+from faceattr_ray.heads import LinearHeads, linear_scores
 from faceattr_ray.localizers import (
+    LOCALIZERS,
     CascadeLocalizer,
     Detection,
     FullImageLocalizer,
@@ -23,8 +27,6 @@ from faceattr_ray.localizers import (
 )
 from faceattr_ray.models import Preprocess
 from faceattr_ray.runtime import pick_device
-
-LOCALIZERS = ("lnet", "cascade", "full")
 
 
 @dataclass
@@ -73,13 +75,13 @@ class Predictor:
         # "full": every image is an aligned face crop, taken whole (no extra context).
         self.aligned = localizer == "full"
         self.localizer = None if parts == "describe" else self._make_localizer(localizer, all_faces)
-        self.anet = self.heads = None
+        self.anet = None
         if parts != "localize":
             self.anet = bundle.anet.to(self.device).eval()
-            if bundle.heads:
-                self.heads = LinearHeads.from_arrays(self.attributes, bundle.heads)
-                self._head_w = torch.as_tensor(self.heads.weight, device=self.device).T.contiguous()
-                self._head_b = torch.as_tensor(self.heads.bias, device=self.device)
+            weight, bias, _ = bundle.head_arrays()
+            LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
+            self._head_w = torch.as_tensor(weight, device=self.device)
+            self._head_b = torch.as_tensor(bias, device=self.device)
 
     def _make_localizer(self, localizer: str, all_faces: bool):
         bundle = self.bundle
@@ -144,11 +146,9 @@ class Predictor:
         return self.preprocess.normalize(crops, self.device)
 
     def _score(self, feats: torch.Tensor) -> torch.Tensor:
-        """Attribute scores averaged over patches: the SVM heads, else ANet's own attribute head."""
-        if self.heads is not None:
-            return (feats @ self._head_w + self._head_b).mean(dim=1)
-        m, p, f = feats.shape
-        return self.anet.attribute_logits(feats.reshape(m * p, f)).reshape(m, p, -1).mean(dim=1)
+        """Attribute scores averaged over patches: the bundle's SVM heads, else ANet's own
+        attribute layer (`Bundle.head_arrays`)."""
+        return linear_scores(feats, self._head_w, self._head_b)
 
 
 def assemble_results(

@@ -624,17 +624,6 @@ def _ground_truth(root: str, data) -> tuple[list[np.ndarray], str] | None:
     return None
 
 
-def head_arrays(bundle) -> tuple[np.ndarray, np.ndarray, str]:
-    """Weight (A, F) and bias (A,) that turn patch-mean features into the bundle's scores: the
-    SVM heads when it has them, else ANet's own attribute layer (linear too, so the same)."""
-    if bundle.heads is not None:
-        return (np.asarray(bundle.heads["weight"], np.float64),
-                np.asarray(bundle.heads["bias"], np.float64), "svm heads")
-    head = bundle.anet.attribute_head
-    return (head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy(),
-            "anet attribute layer")
-
-
 def build_report(inputs: ReportInputs, out: str) -> dict:
     """Compute every section, write the figures, ``report.json`` and ``index.html`` into ``out``;
     return the report (what ``report.json`` holds)."""
@@ -649,7 +638,8 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
     os.makedirs(out, exist_ok=True)
     device = pick_device(inputs.device)
     bundle = load_bundle(inputs.model, device=str(device))
-    weight, bias, heads_kind = head_arrays(bundle)
+    weight, bias, heads_kind = bundle.head_arrays()
+    weight, bias = weight.astype(np.float64), bias.astype(np.float64)
     has_lnets = bundle.lnet_o is not None and bundle.lnet_s is not None
     notes = inputs.notes
     sections: dict[str, dict] = {}

@@ -241,7 +241,7 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
     those same images ("best"). Returns (LinearHeads, info for the report)."""
     from faceattr_ray.data.celeba import read_celeba
-    from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads
+    from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
     from faceattr_ray.metrics import attribute_metrics
 
     h = recipe["heads"]
@@ -265,12 +265,12 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
         warnings.filterwarnings("ignore", message=".*constant head")
         svm = fit_heads(x, y, names, C=h["C"], class_weight=h["class_weight"], split=split,
                         solver=h["solver"], seed=seed, refit=True)
-    # ANet's own tag layer, scored on the same held-out images (it never saw val).
-    anet_w = bundle.anet.attribute_head.weight.detach().cpu().numpy()
-    anet_b = bundle.anet.attribute_head.bias.detach().cpu().numpy()
+    # ANet's own tag layer (what the bundle scores with before it has SVM heads), on the same
+    # held-out images (it never saw val).
+    anet_w, anet_b, _ = bundle.head_arrays()
     held = split == VAL
-    xm = (x if x.ndim == 2 else x.mean(1))[held]
-    anet_val = attribute_metrics(y[held], xm @ anet_w.T + anet_b, names)["attributes"]
+    anet_val = attribute_metrics(y[held], linear_scores(x[held], anet_w, anet_b),
+                                 names)["attributes"]
     svm_val = svm.info["validation"]["values"] if svm.info.get("validation") else None
     choice = []
     for j, n in enumerate(names):
@@ -351,8 +351,7 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
                 timer: Timer | None = None) -> dict:
     """Everything up to a calibrated bundle in OUT/model (no test split used). Returns facts
     for the report: wild root, backgrounds, heads and calibration info."""
-    from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.heads_cli import write_heads_bundle
+    from faceattr_ray.bundle import load_bundle, write_heads_bundle
     from faceattr_ray.train import api
 
     timer = timer or Timer()

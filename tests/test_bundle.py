@@ -27,8 +27,7 @@ def make_bundle(with_heads: bool = True) -> Bundle:
     if with_heads:
         rng = np.random.default_rng(0)
         heads = {"weight": rng.normal(size=(3, 16)).astype(np.float32),
-                 "bias": rng.normal(size=3).astype(np.float32),
-                 "platt_a": np.ones(3, np.float32), "platt_b": np.zeros(3, np.float32)}
+                 "bias": rng.normal(size=3).astype(np.float32)}
     return Bundle(path=None, config={"localizer": {"window_scales": [0.5, 1.0]}},
                   attributes=NAMES, lnet_o=LNet(lnet_cfg), lnet_s=LNet(lnet_cfg),
                   anet=ANet(anet_cfg), heads=heads, threshold=0.25)

@@ -109,18 +109,16 @@ def test_new_attribute_set_names_celeba_lacks():
     np.testing.assert_array_equal(back.decision_function(x), heads.decision_function(x))
 
 
-def test_explicit_validation_set_and_platt_probabilities():
+def test_explicit_validation_set_chooses_c_and_is_never_fit_on():
     x, y = make_data(n=400)
     xv, yv = make_data(n=300, seed=2)
-    heads = fit_heads(x, y, NAMES, C=(0.01, 1.0), val=(xv, yv), probabilities=True)
-    xt, yt = make_data(n=2000, seed=3)
-    p = heads.predict_proba(xt)
-    assert p.shape == (2000, 4) and np.all((p > 0) & (p < 1))
-    # Calibrated: the mean probability is close to the positive rate, and p > 0.5 <=> score > 0.
-    np.testing.assert_allclose(p.mean(0), yt.mean(0), atol=0.05)
-    assert heads.info["probabilities"] == "platt" and not heads.info["refit"]
-    with pytest.raises(ValueError, match="Platt"):
-        fit_heads(x, y, NAMES, C=(1.0,)).predict_proba(xt)
+    heads = fit_heads(x, y, NAMES, C=(0.01, 1.0), val=(xv, yv))
+    assert not heads.info["refit"]  # an explicit validation set never joins the final fit
+    assert heads.info["validation"]["metric"] == "accuracy"
+    assert set(heads.info["C"]) <= {0.01, 1.0}
+    # Not refit, so the heads are the very ones scored on the validation set.
+    per_attribute = ((heads.decision_function(xv) > 0) == (yv > 0.5)).mean(0)
+    np.testing.assert_allclose(heads.info["validation"]["values"], per_attribute, atol=1e-9)
 
 
 def test_feature_dimension_mismatch_is_a_clear_error():

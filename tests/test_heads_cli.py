@@ -103,10 +103,10 @@ def test_lfwa_plus_protocol_ray_solver_matches_liblinear(tmp_path, base_bundle, 
                                                          monkeypatch):
     import json
 
-    import faceattr_ray.heads_cli
+    import faceattr_ray.heads.features
 
     # Several Ray Data blocks, one of them holding only the row without a face.
-    monkeypatch.setattr(faceattr_ray.heads_cli, "RAY_BATCH_ROWS", 200)
+    monkeypatch.setattr(faceattr_ray.heads.features, "RAY_BATCH_ROWS", 200)
     features, labels, _ = write_inputs(tmp_path, "flat", n=600)
     results = {}
     for solver in ("liblinear", "ray"):

@@ -90,13 +90,13 @@ def _add_train(sub) -> None:
         ("anet-pretrain", "ANet on face identities (softmax + similarity loss)."),
         ("finetune", "LNet_o, LNet_s and ANet with attribute tags (sigmoid cross-entropy)."),
     ]:
-        tp = _command(tsub, name, "faceattr_ray.train.cli:run", help)
+        tp = _command(tsub, name, "faceattr_ray.cli.train:run", help)
         _train_common_args(tp, name)
-    hp = _command(tsub, "heads", "faceattr_ray.heads_cli:run_train_heads",
+    hp = _command(tsub, "heads", "faceattr_ray.cli.train:run_heads",
                   "Fit per-attribute linear SVM heads on stored ANet features (no CNN is run).")
     hp.add_argument("--features", required=True,
                     help="Parquet file or folder with `path` and `features` (list<float32>), "
-                         "optionally `patch_features` (per patch; see faceattr_ray/heads_cli.py)")
+                         "optionally `patch_features` (per patch; see faceattr_ray/heads/features.py)")
     hp.add_argument("--mean-features", action="store_true",
                     help="train on `features` (patch mean) even when `patch_features` exist")
     hp.add_argument("--labels", required=True, help="attribute table (CSV/Parquet: path + columns)")
@@ -111,8 +111,6 @@ def _add_train(sub) -> None:
     hp.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     hp.add_argument("--protocol", choices=["holdout", "lfwa-plus"], default="holdout",
                     help="lfwa-plus: train on one third, test on the rest, balanced accuracy")
-    hp.add_argument("--probabilities", action="store_true",
-                    help="also fit Platt scaling on the validation part")
     hp.add_argument("--seed", type=int, default=0)
     _ray_args(hp)
 

@@ -161,6 +161,47 @@ def finetune(data: str, nets: tuple[str, ...] = NETS, init: dict[str, nn.Module]
     return out, metrics, base
 
 
+def load_init(path: str, net: str) -> nn.Module:
+    """A trained network from a bundle directory, or (LNets) a torchvision AlexNet weights file."""
+    if os.path.isdir(path):
+        from faceattr_ray.bundle import load_bundle
+
+        bundle = load_bundle(path)
+        trained = (bundle.config.get("training") or {}).get("trained")
+        found = getattr(bundle, net)
+        if found is None or (trained is not None and net not in trained):
+            raise BundleError(f"{path}: the bundle has no trained {net}")
+        return found.train()
+    if net == "anet":
+        raise BundleError(f"{path}: ANet weights come from a bundle directory")
+    from faceattr_ray.models import LNet, LNetConfig, load_alexnet_weights
+
+    lnet = LNet(LNetConfig(num_classes=0))
+    load_alexnet_weights(lnet, path)
+    return lnet
+
+
+def finetune_init(init: str | None = None, init_lnet: str | None = None,
+                  init_anet: str | None = None) -> dict[str, nn.Module]:
+    """Networks to start fine-tuning from: every trained network of the bundle ``init``, then
+    LNet+ for both LNets (``init_lnet``: a bundle or a torchvision AlexNet file) and an ANet
+    (``init_anet``: a bundle) on top."""
+    nets: dict[str, nn.Module] = {}
+    if init:  # a bundle: every network it has
+        for name in NETS:
+            try:
+                nets[name] = load_init(init, name)
+            except BundleError:
+                continue
+    if init_lnet:
+        nets.pop("lnet_o", None)
+        nets.pop("lnet_s", None)
+        nets["lnet"] = load_init(init_lnet, "lnet_o")
+    if init_anet:
+        nets["anet"] = load_init(init_anet, "anet")
+    return nets
+
+
 def _attribute_names(cfg: dict) -> list[str]:
     from faceattr_ray.train.finetune import read_table
 

@@ -1,4 +1,4 @@
-"""`faceattr-ray train heads`: fit SVM heads on stored ANet features; no CNN is run.
+"""Feature tables: stored ANet features in Parquet, joined to a label table, ready to fit heads.
 
 FEATURES is a Parquet file or folder (the annotate job's output with ``--features``, or
 ``extract-features``) with, per row:
@@ -19,25 +19,20 @@ Join: a features path equal to a table path matches; the paths left over on both
 match by file name (basename) where that name is unique on both sides, so "000001.jpg" in a table
 finds "/data/celeba/000001.jpg". A path appearing in more than one usable features row is dropped
 (counted); a path appearing twice in the table is an error.
-
-Heads go into a bundle: ``--base-model`` is copied to ``--out`` with the new heads and attribute
-names; without it ``--out`` must already be a bundle, updated in place (a bundle always holds
-its ANet, so there is no heads-only bundle).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
-from faceattr_ray.errors import BundleError, DataError
-from faceattr_ray.heads import TEST, TRAIN, VAL, LinearHeads  # noqa: F401 (codes re-exported)
+from faceattr_ray.errors import DataError
+from faceattr_ray.heads.model import TEST, TRAIN, VAL
 
-VAL_FRACTION = 0.2  # of the training images, held out to choose C / fit Platt scaling
+VAL_FRACTION = 0.2  # of the training images, held out to choose C
 RAY_BATCH_ROWS = 4096  # feature rows per Ray Data batch, so per heads block
 
 
@@ -54,76 +49,7 @@ class FeatureLayout:
                                 else [])
 
 
-def run_train_heads(args) -> int:
-    from faceattr_ray.data.tables import read_attribute_table
-    from faceattr_ray.metrics import attribute_metrics, format_table
-
-    attributes = args.attributes.split(",") if args.attributes else None
-    table = read_attribute_table(args.labels, attributes=attributes)
-    dataset = _open_features(args.features)
-    layout = feature_layout(dataset, args.features, mean_only=args.mean_features)
-    base = _base_bundle(args, layout.dim)
-
-    keys, label_rows, report = join_features_labels(dataset, table.paths, args.features,
-                                                    args.labels)
-    y = table.labels[label_rows]
-    split = assign_split(len(keys), args.protocol, len(args.C) > 1 or args.probabilities,
-                         args.seed)
-    report["labels_missing"] = {n: int(np.isnan(y[:, j]).sum())
-                                for j, n in enumerate(table.names) if np.isnan(y[:, j]).any()}
-    _print_join(report, args)
-    lookup = {"keys": keys, "y": y, "split": split}
-    class_weight = None if args.class_weight == "none" else args.class_weight
-    fit = {"C": args.C, "class_weight": class_weight, "probabilities": args.probabilities}
-    if args.solver == "liblinear":
-        x, y_used, split_used = read_feature_arrays(dataset, layout, lookup)
-        heads = _fit_in_memory(x, y_used, split_used, table.names, fit, args.seed)
-        test = (heads.decision_function(x[split_used == TEST]), y_used[split_used == TEST])
-        images = len(x)
-    else:
-        from faceattr_ray.heads import fit_heads_blocks, score_blocks
-
-        _init_ray(args)
-        blocks, images = ray_feature_blocks(args.features, layout, lookup)
-        heads = fit_heads_blocks(blocks, table.names, **fit)
-        test = score_blocks(blocks, heads, TEST)
-    report["images_with_features"] = images
-    print(f"fit {len(heads.names)} heads on {images} images with features "
-          f"(solver {args.solver}, C chosen from {sorted(args.C)})")
-    info = {"features": args.features, "labels": args.labels, "protocol": args.protocol,
-            "join": report, **heads.info}
-    if args.protocol == "lfwa-plus":
-        metrics = attribute_metrics(test[1], test[0], heads.names)
-        print(f"LFWA+ protocol: trained on one third ({int((split != TEST).sum())} images), "
-              f"tested on the rest ({len(test[1])} images)")
-        print(format_table(metrics))
-        print(f"mean balanced accuracy: {100 * (metrics['mean']['balanced_accuracy'] or 0):.2f}")
-        info["test"] = metrics
-    else:
-        _print_choice(heads)
-    write_heads_bundle(args.out, heads, base, info)
-    print(f"heads written to {args.out}")
-    return 0
-
-
-def _fit_in_memory(x, y, split, names, fit: dict, seed: int) -> LinearHeads:
-    from faceattr_ray.heads import fit_heads
-
-    return fit_heads(x, y, names, split=split, solver="liblinear", seed=seed, **fit)
-
-
-def _init_ray(args) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False,
-                 log_to_driver=False)
-
-
-# --- features: schema, join, reading ----------------------------------------------------------
-
-
-def _open_features(path: str):
+def open_features(path: str):
     import pyarrow.dataset as pads
 
     if not (os.path.exists(path) or "://" in path):
@@ -170,7 +96,7 @@ def feature_layout(dataset, path: str, mean_only: bool = False) -> FeatureLayout
     return layout
 
 
-def _usable_paths(dataset) -> np.ndarray:
+def usable_paths(dataset) -> np.ndarray:
     """The path of every row that can be used: status ok and the dominant face."""
     import pyarrow.compute as pc
 
@@ -188,7 +114,7 @@ def join_features_labels(dataset, label_paths: list[str], features_name: str, la
                          ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Match feature rows to table rows. Returns the matched feature paths as sorted utf-8 bytes
     keys, the table row of each key, and the counts."""
-    feature_paths = _usable_paths(dataset)
+    feature_paths = usable_paths(dataset)
     uniq, counts = np.unique(feature_paths.astype(str), return_counts=True)
     dup = uniq[counts > 1]
     single = [str(p) for p in uniq[counts == 1]]
@@ -320,9 +246,9 @@ def ray_feature_blocks(path: str, layout: FeatureLayout, lookup: dict):
     (the driver keeps only references). Returns (RayBlocks, images)."""
     import ray
 
-    from faceattr_ray.heads import RayBlocks
+    from faceattr_ray.heads.solvers import RayBlocks
 
-    dataset = _open_features(path)
+    dataset = open_features(path)
     lookup_ref = ray.put(lookup)
     ds = ray.data.read_parquet(path, columns=_read_columns(dataset, layout)).map_batches(
         _ray_rows_to_block, fn_kwargs={"lookup": lookup_ref, "layout": layout},
@@ -338,62 +264,3 @@ def _ray_rows_to_block(table, lookup, layout):
     if isinstance(lookup, ray.ObjectRef):
         lookup = ray.get(lookup)
     return rows_to_block(table, lookup, layout)
-
-
-# --- bundle and printing ----------------------------------------------------------------------
-
-
-def _base_bundle(args, dim: int):
-    from faceattr_ray.bundle import load_bundle
-
-    source = args.base_model or args.out
-    if args.base_model is None and not os.path.isfile(os.path.join(args.out, "config.json")):
-        raise BundleError(f"{args.out} is not a bundle: give --base-model (the bundle whose "
-                          "ANet made the features) to copy into it")
-    bundle = load_bundle(source)
-    feature_dim = bundle.anet.config.feature_dim
-    if feature_dim != dim:
-        raise DataError(f"{args.features}: features have dimension {dim}, but the ANet of "
-                        f"{source} makes {feature_dim}")
-    return bundle
-
-
-def write_heads_bundle(out: str, heads: LinearHeads, base, info: dict) -> None:
-    """Save ``base`` (a loaded Bundle) with ``heads`` into ``out``, copying its extra files."""
-    from faceattr_ray.bundle import save_bundle
-
-    if base.path and os.path.abspath(base.path) != os.path.abspath(out):
-        os.makedirs(out, exist_ok=True)
-        for name in base.extra_files:
-            shutil.copy2(os.path.join(base.path, name), os.path.join(out, name))
-    base.attributes = list(heads.names)
-    base.heads = heads.to_arrays()
-    base.config = {**base.config, "heads_training": info}
-    save_bundle(out, base)
-
-
-def _print_join(r: dict, args) -> None:
-    print(f"features {args.features}: {r['feature_rows_usable']} usable rows "
-          f"({r['duplicate_paths_dropped']} duplicated paths dropped)")
-    print(f"labels {args.labels}: {r['label_rows']} rows")
-    print(f"matched {r['matched']} ({r['matched_by_basename']} by file name), unmatched: "
-          f"{r['unmatched_features']} feature rows, {r['unmatched_labels']} label rows")
-    if r["labels_missing"]:
-        missing = ", ".join(f"{n} {c}" for n, c in r["labels_missing"].items())
-        print(f"labels missing among matched: {missing}")
-
-
-def _print_choice(heads: LinearHeads) -> None:
-    info = heads.info
-    val = info.get("validation")
-    width = max(len(n) for n in heads.names)
-    header = f"{'attribute'.ljust(width)}  {'C':>8}  {'pos':>7}  {'neg':>7}"
-    if val:
-        header += f"  {'val ' + val['metric']:>22}"
-    print(header)
-    for j, name in enumerate(heads.names):
-        line = (f"{name.ljust(width)}  {info['C'][j]:>8g}  {info['train_positives'][j]:>7}  "
-                f"{info['train_negatives'][j]:>7}")
-        if val:
-            line += f"  {100 * val['values'][j]:>22.1f}"
-        print(line)
