@@ -12,8 +12,8 @@ import json
 
 import torch
 
-from faceattr_ray.bundle import count_flops, format_flops_table, network_flops
 from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig
+from faceattr_ray.models.flops import count_flops, format_flops_table, network_flops
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Model bundles: a directory with ``config.json`` and safetensors weights.
 
 ``config.json`` holds the format name and version, the package version, attribute names, the
-network configs, preprocessing, localizer settings (threshold), the heads' array names and the
-sha256 of every weight file. Loading reads only JSON and safetensors, so it never unpickles code.
+network configs, preprocessing (`models.Preprocess`), localizer settings (threshold, options),
+the heads' array names and the sha256 of every weight file. Loading reads only JSON and safetensors, so it never unpickles code.
 """
 
 from __future__ import annotations
@@ -217,63 +217,3 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return Bundle(path=root, config=config, attributes=attributes, lnet_o=nets["lnet_o"],
                   lnet_s=nets["lnet_s"], anet=nets["anet"], heads=heads,
                   threshold=None if threshold is None else float(threshold), extra_files=extra)
-
-
-# --- FLOPs and `faceattr-ray info` --------------------------------------------------------------
-
-
-def count_flops(fn, *inputs) -> int:
-    """FLOPs of one call, counted by torch's FlopCounterMode (convolutions and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        fn(*inputs)
-    return int(counter.get_total_flops())
-
-
-def network_flops(lnet_o: LNet | None, lnet_s: LNet | None, anet: ANet) -> list[dict]:
-    """FLOPs per image of each network at its default input size (rows for a table)."""
-    rows = []
-    for name, net in (("lnet_o", lnet_o), ("lnet_s", lnet_s)):
-        if net is None:
-            continue
-        s = net.config.input_size
-        x = torch.zeros(1, 3, s, s, device=next(net.parameters()).device)
-        rows.append({"network": name, "what": f"C1-C5 on {s}x{s}",
-                     "flops": count_flops(net.c5, x)})
-    cfg = anet.config
-    dev = next(anet.parameters()).device
-    p, w = cfg.patch_size, cfg.window_size
-    rows.append({"network": "anet", "what": f"one {p}x{p} patch",
-                 "flops": count_flops(anet, torch.zeros(1, 3, p, p, device=dev))})
-    win = torch.zeros(1, 3, w, w, device=dev)
-    g = cfg.grid * cfg.grid
-    rows.append({"network": "anet", "what": f"{g} patches, one pass ({w}x{w} window)",
-                 "flops": count_flops(anet.patch_features, win)})
-    rows.append({"network": "anet", "what": f"{g} patches, patch by patch",
-                 "flops": count_flops(anet.patch_features_naive, win)})
-    return rows
-
-
-def format_flops_table(rows: list[dict]) -> str:
-    lines = ["| network | input | GFLOPs |", "| --- | --- | ---: |"]
-    lines += [f"| {r['network']} | {r['what']} | {r['flops'] / 1e9:.3f} |" for r in rows]
-    return "\n".join(lines)
-
-
-def run_info(args) -> int:
-    """`faceattr-ray info BUNDLE`: configuration, attributes and FLOPs."""
-    bundle = load_bundle(args.model)
-    cfg = bundle.config
-    print(f"bundle: {bundle.path}  (format {cfg['format']} v{cfg['format_version']}, "
-          f"written by faceattr-ray {cfg.get('package_version')})")
-    for name in NETWORKS:
-        print(f"{name}: {json.dumps(cfg.get(name))}")
-    print(f"preprocess: {json.dumps(cfg.get('preprocess'))}")
-    print(f"localizer: {json.dumps(cfg.get('localizer'))}")
-    heads = cfg.get("heads")
-    print(f"heads: {json.dumps(heads) if heads else 'none'}")
-    print(f"attributes ({len(bundle.attributes)}): {', '.join(bundle.attributes)}")
-    print(format_flops_table(network_flops(bundle.lnet_o, bundle.lnet_s, bundle.anet)))
-    return 0

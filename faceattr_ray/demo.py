@@ -114,47 +114,36 @@ def draw_overlay(model: str, image_path: str, out_png: str) -> int:
     return len(localizer.draw(load_image(image_path), out_png).detections)
 
 
-def run(args) -> int:
+def demo(out: str, images: int = 24, seed: int = 0, address: str | None = None,
+         num_cpus: int | None = None) -> dict:
+    """Steps 1-5 of the module notes into ``out``; returns what the summary prints."""
     from faceattr_ray.data.synthetic import write_aligned
-    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate, init_ray
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
+    from faceattr_ray.runtime import init_ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     start = time.perf_counter()
-    out = args.out
     timer = Timer()
     with timer.stage("generate faces"):
-        root = write_aligned(os.path.join(out, "work", "faces"), FACES, IDENTITIES,
-                             seed=args.seed)
+        root = write_aligned(os.path.join(out, "work", "faces"), FACES, IDENTITIES, seed=seed)
     # 4 logical CPUs on a small machine: the decode tasks and the model actor never wait on
     # each other (a 2-core Ray with 1-CPU tasks and actors can deadlock).
-    init_ray(args.address, args.num_cpus or max(4, os.cpu_count() or 1))
-    built = build_model(root, out, DEMO_RECIPE, seed=args.seed, address=args.address,
-                        timer=timer)
+    init_ray(address, num_cpus or max(4, os.cpu_count() or 1))
+    built = build_model(root, out, DEMO_RECIPE, seed=seed, address=address, timer=timer)
     model = built["model"]
-    images = os.path.join(out, "images")
-    shutil.rmtree(images, ignore_errors=True)
+    folder = os.path.join(out, "images")
+    shutil.rmtree(folder, ignore_errors=True)
     with timer.stage("write images"):
-        photos = write_photos(images)
-        write_scenes(root, images, max(0, args.images - len(photos)), args.seed)
+        photos = write_photos(folder)
+        write_scenes(root, folder, max(0, images - len(photos)), seed)
     output = os.path.join(out, "annotations")
     shutil.rmtree(output, ignore_errors=True)  # a fresh table for a fresh model
     with timer.stage("annotate (Ray Data)"):
-        summary = annotate([images], model, output,
+        summary = annotate([folder], model, output,
                            AnnotateOptions(localizer="lnet", all_faces=True, batch_size=16))
     overlay = os.path.join(out, "overlay.png")
     with timer.stage("overlay"):
         draw_overlay(model, photos[0], overlay)
-
-    print()
-    print("\n".join(summarize_table(output)))
-    print()
-    print(f"{summary['images']} images: {summary['faces']} faces, {summary['no_face']} with no "
-          f"face, {summary['errors']} errors ({summary['rows']} rows)")
-    print(f"model    {model}  (held-out val accuracy of its heads "
-          f"{100 * (built['heads']['held_out_accuracy']['chosen'] or 0):.1f}%; a toy trained "
-          f"in about a minute on generated faces)")
-    print(f"table    {output}  (Parquet; pandas.read_parquet('{output}'))")
-    print(f"overlay  {overlay}")
-    print(f"done in {time.perf_counter() - start:.0f} s "
-          f"({', '.join(f'{k} {v:.0f} s' for k, v in timer.seconds.items())})")
-    return 0
+    return {"summary": summary, "model": model, "output": output, "overlay": overlay,
+            "heads": built["heads"], "stage_seconds": timer.seconds,
+            "seconds": time.perf_counter() - start}

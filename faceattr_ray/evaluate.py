@@ -6,13 +6,11 @@ the paper's figure) and writes the same numbers as JSON.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from faceattr_ray.attributes import paper_reference
 from faceattr_ray.errors import DataError
 
 
@@ -76,18 +74,3 @@ def evaluate_celeba(
         missing_attributes=[n for n in data.names if n not in shared],
     )  # fmt: skip
     return metrics
-
-
-def run(args) -> int:
-    from faceattr_ray.metrics import format_table
-
-    metrics = evaluate_celeba(args.model, args.celeba_root, args.split, args.localizer,
-                              args.limit)
-    print(format_table(metrics, reference=paper_reference(metrics["attributes"])))
-    print(f"{metrics['images']} images of split {metrics['split']}, faces found in "
-          f"{metrics['faces_found']}, {metrics['images_per_s']} images/s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(metrics, f, indent=2)
-        print(f"metrics written to {args.json}")
-    return 0

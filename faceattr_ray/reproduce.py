@@ -366,8 +366,8 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         heads, heads_info = fit_attribute_heads(bundle, root, recipe, seed)
         write_heads_bundle(model, heads, bundle, {"protocol": "reproduce", **heads_info})
         h = heads_info["held_out_accuracy"]
-        print(f"[reproduce] heads on held-out val identities: chosen {_pct(h['chosen'])}, "
-              f"SVM {_pct(h['svm'])}, ANet tag layer {_pct(h['anet'])}")
+        print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "
+              f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
         calibration = calibrate(model, wild, bgs, recipe, os.path.join(report, "threshold.png"))
         print(f"[reproduce] threshold {calibration['threshold']:.4g}: face recall "
@@ -420,7 +420,7 @@ def _machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def _pct(v: float | None) -> str:
+def percent(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
@@ -487,7 +487,7 @@ def write_report(folder: str, report: dict, reference: dict[str, float]) -> None
     plot_accuracy(report["test"], reference, os.path.join(folder, "accuracy.png"))
 
 
-# --- CLI --------------------------------------------------------------------------------------
+# --- the recipe of a run --------------------------------------------------------------------------------------
 
 
 def resolve_recipe(smoke_test: bool, overrides: str | None) -> dict:
@@ -503,26 +503,3 @@ def resolve_recipe(smoke_test: bool, overrides: str | None) -> dict:
         except json.JSONDecodeError as e:
             raise DataError(f"--recipe: not JSON nor a JSON file ({e})") from None
     return recipe
-
-
-def run(args) -> int:
-    from faceattr_ray.data.sources import list_inputs
-    from faceattr_ray.pipeline.annotate import init_ray
-
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    recipe = resolve_recipe(args.smoke_test, getattr(args, "recipe", None))
-    if getattr(args, "trainer", None):
-        recipe["trainer"] = args.trainer
-    backgrounds = list_inputs(args.backgrounds) if args.backgrounds else None
-    if args.backgrounds and not backgrounds:
-        raise DataError(f"no background images found in {' '.join(args.backgrounds)}")
-    limit = getattr(args, "limit", None) or (64 if args.smoke_test else None)
-    init_ray(args.address, args.num_cpus)
-    report = reproduce(args.celeba_root, args.out, recipe, backgrounds, args.seed, limit,
-                       args.address)
-    print(f"test mean accuracy {_pct(report['mean_accuracy'])} on {report['test']['images']} "
-          f"images (majority baseline {_pct(report['majority_baseline'])}, paper "
-          f"{_pct(report['paper_mean_accuracy'])} on full CelebA); "
-          f"{report['total_seconds'] / 60:.1f} min")
-    print(f"model: {report['model']}  report: {os.path.join(args.out, 'report')}")
-    return 0

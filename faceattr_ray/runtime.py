@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+DECODE_CPUS = 0.5  # CPUs of one decode task (annotate and training): two run beside a 1-CPU actor
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None,
              log_to_driver: bool = True) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import types
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from faceattr_ray.bundle import Bundle, load_bundle, run_info, save_bundle
+from faceattr_ray.bundle import Bundle, load_bundle, save_bundle
+from faceattr_ray.cli import main
 from faceattr_ray.errors import BundleError
 from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig
 
@@ -147,6 +147,6 @@ def test_heads_must_match_attributes(tmp_path):
 
 def test_info_prints_configs_attributes_and_flops(saved, capsys):
     _, path = saved
-    assert run_info(types.SimpleNamespace(model=str(path))) == 0
+    assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Eyeglasses" in out and "GFLOPs" in out and "one pass" in out

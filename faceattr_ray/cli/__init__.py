@@ -1,8 +1,10 @@
-"""`faceattr-ray`: one command, many subcommands.
+"""`faceattr-ray`: one command, many subcommands; every command-line handler lives in this package.
 
-Only argparse lives here. Each subcommand names the function that runs it as "module:function";
-that module (and so torch and Ray) is imported only when the subcommand runs, which keeps
-`faceattr-ray --help` and every `faceattr-ray SUB --help` instant.
+This module holds argparse and nothing else: each subcommand names its handler as
+"faceattr_ray.cli.MODULE:function". A handler turns flags into plain typed arguments of library
+functions; it (and so torch and Ray) is imported only when the subcommand runs, which keeps
+`faceattr-ray --help` and every `faceattr-ray SUB --help` instant. Numeric flags are checked
+here, so a value out of range is a one-line error before any work starts.
 """
 
 from __future__ import annotations
@@ -12,12 +14,42 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from faceattr_ray.runtime import DECODE_CPUS
+
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: what is wrong and where to look."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind, minimum=None, above=None, maximum=None):
+    """An argparse type: ``kind`` (int or float) within the bounds, else a one-line error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be above {above}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT = _number(int, minimum=1)  # sizes, counts, batch sizes
+NONNEGATIVE = _number(int, minimum=0)  # epochs, seeds, failures
+POSITIVE = _number(float, above=0)  # learning rates, C, CPUs per task
+GPUS = _number(float, minimum=0)
+FRACTION = _number(float, minimum=0, maximum=1)
 
 
 def _command(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
@@ -29,7 +61,7 @@ def _command(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
 def _ray_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: start an embedded local Ray)")
-    p.add_argument("--num-cpus", type=int, default=None,
+    p.add_argument("--num-cpus", type=COUNT, default=None,
                    help="CPUs for the embedded local Ray (default: all)")
 
 
@@ -37,17 +69,17 @@ def _ray_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(sub) -> None:
-    p = _command(sub, "demo", "faceattr_ray.demo:run",
+    p = _command(sub, "demo", "faceattr_ray.cli.demo:run",
                  "Build a small model from generated data, annotate a folder with a local Ray, "
                  "print a summary (the README's first command).")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--images", type=int, default=24, help="generated images to annotate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", type=NONNEGATIVE, default=24, help="generated images to annotate")
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
     _ray_args(p)
 
 
 def _add_annotate(sub) -> None:
-    p = _command(sub, "annotate", "faceattr_ray.pipeline.annotate:run",
+    p = _command(sub, "annotate", "faceattr_ray.cli.annotate:run",
                  "Annotate images with face attributes into a Parquet table (Ray Data).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="directories, globs, s3:// or gs:// prefixes, or a manifest "
@@ -61,17 +93,18 @@ def _add_annotate(sub) -> None:
     p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="lnet",
                    help="lnet: the LNets cascade (default); cascade: scikit-image's LBP face "
                         "cascade; full: the whole image is the face (aligned crops)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per model batch")
-    p.add_argument("--num-gpus", type=float, default=None,
+    p.add_argument("--batch-size", type=COUNT, default=32, help="images per model batch")
+    p.add_argument("--num-gpus", type=GPUS, default=None,
                    help="GPUs per model actor, fractional allowed (default: 1 if the cluster "
                         "has GPUs, else 0)")
-    p.add_argument("--actors", type=int, default=None,
+    p.add_argument("--actors", type=COUNT, default=None,
                    help="model actors (default: one per GPU, or 1 on CPU)")
-    p.add_argument("--decode-cpus", type=float, default=0.5, help="CPUs per decode task")
+    p.add_argument("--decode-cpus", type=POSITIVE, default=DECODE_CPUS,
+                   help=f"CPUs per decode task (default: {DECODE_CPUS})")
     p.add_argument("--stages", choices=["one", "split"], default="one",
                    help="one: each model actor runs the whole cascade (default, faster in "
                         "bench/annotate.py); split: LNets and ANet + heads in two actor pools")
-    p.add_argument("--max-pixels", type=int, default=None,
+    p.add_argument("--max-pixels", type=COUNT, default=None,
                    help="refuse images larger than this many pixels (default: 89,478,485, "
                         "PIL's own bomb limit)")
     p.add_argument("--resume", choices=["auto", "never"], default="auto",
@@ -106,12 +139,12 @@ def _add_train(sub) -> None:
     hp.add_argument("--attributes", default=None, help="comma-separated subset of label columns")
     hp.add_argument("--solver", choices=["liblinear", "ray"], default="liblinear",
                     help="liblinear: scikit-learn LinearSVC in memory; ray: distributed, streaming")
-    hp.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0],
+    hp.add_argument("--C", type=POSITIVE, nargs="+", default=[0.01, 0.1, 1.0],
                     help="SVM C values; the best on the validation part is kept")
     hp.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     hp.add_argument("--protocol", choices=["holdout", "lfwa-plus"], default="holdout",
                     help="lfwa-plus: train on one third, test on the rest, balanced accuracy")
-    hp.add_argument("--seed", type=int, default=0)
+    hp.add_argument("--seed", type=NONNEGATIVE, default=0)
     _ray_args(hp)
 
 
@@ -141,11 +174,11 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
         p.add_argument("--init", default=None,
                        help="torchvision AlexNet state_dict file (lnet-pretrain) or a bundle "
                             "whose ANet to continue from (anet-pretrain)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=NONNEGATIVE, default=None, help="epochs (default: 10)")
+    p.add_argument("--batch-size", type=COUNT, default=None,
                    help="global batch size, split over the workers (default: 64)")
-    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: 0.01)")
-    p.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (default: 1)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--num-workers", type=COUNT, default=None, help="Ray Train workers (default: 1)")
     p.add_argument("--use-gpu", action="store_true",
                    help="one GPU per worker; mixed precision and channels-last")
     p.add_argument("--local", action="store_true",
@@ -155,17 +188,17 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
     p.add_argument("--run-name", default=None,
                    help="run name (default: OUT's name + job); re-running with the same name "
                         "and storage path resumes from its last checkpoint")
-    p.add_argument("--max-failures", type=int, default=None,
+    p.add_argument("--max-failures", type=NONNEGATIVE, default=None,
                    help="worker failures to recover from (default: 2)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--max-steps", type=COUNT, default=None, help="cap on steps per epoch")
+    p.add_argument("--limit", type=COUNT, default=None,
                    help="use only the first N images of each split (finetune)")
     p.add_argument("--config", default=None,
                    help='JSON with config overrides, e.g. {"lnet": {"channels": [...]}, '
                         '"anet": {...}, "weight_decay": 0.0005}')
     p.add_argument("--smoke-test", action="store_true",
                    help="tiny networks, a few images, 2 steps, in-process on CPU (seconds)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=NONNEGATIVE, default=None)
     _ray_args(p)
 
 
@@ -177,7 +210,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--faces", required=True, nargs="+", help="images that each contain a face")
     p.add_argument("--backgrounds", required=True, nargs="+", help="images with no face")
     p.add_argument("--plot", default=None, help="histogram PNG (default: BUNDLE/threshold.png)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per model batch")
+    p.add_argument("--batch-size", type=COUNT, default=32, help="images per model batch")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 
@@ -197,30 +230,30 @@ def _add_localize(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = _command(sub, "evaluate", "faceattr_ray.evaluate:run",
+    p = _command(sub, "evaluate", "faceattr_ray.cli.evaluate:run",
                  "Per-attribute accuracy of a bundle on a CelebA-layout root.")
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--celeba-root", required=True, help="CelebA-layout root")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
     p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full",
                    help="how faces are found (default full: CelebA's aligned crops are faces)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=COUNT, default=None, help="evaluate only the first N images")
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
 
 
 def _add_extract_features(sub) -> None:
-    p = _command(sub, "extract-features", "faceattr_ray.pipeline.annotate:run_extract_features",
+    p = _command(sub, "extract-features", "faceattr_ray.cli.annotate:run_extract_features",
                  "Write ANet features of images to Parquet (for `train heads`).")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=COUNT, default=16)
     _ray_args(p)
 
 
 def _add_generate(sub) -> None:
-    p = _command(sub, "generate", "faceattr_ray.data.synthetic:run",
+    p = _command(sub, "generate", "faceattr_ray.cli.generate:run",
                  "Write generated people (CelebA layout, with boxes) or backgrounds.")
     p.add_argument("--out", required=True, help="output root")
     p.add_argument("--kind", choices=["aligned", "wild", "backgrounds", "distractors", "paste"],
@@ -229,22 +262,22 @@ def _add_generate(sub) -> None:
                         "(img_celeba/ + face and head-shoulder boxes); backgrounds: no face; "
                         "distractors: non-human faces only; paste: real faces from --faces-from "
                         "pasted onto backgrounds (img_celeba/ + boxes)")
-    p.add_argument("--count", type=int, default=100)
-    p.add_argument("--identities", type=int, default=20)
-    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
+    p.add_argument("--count", type=NONNEGATIVE, default=100)
+    p.add_argument("--identities", type=COUNT, default=20)
+    p.add_argument("--size", type=COUNT, nargs=2, default=None, metavar=("W", "H"),
                    help="image size (default: 89 109 for aligned, 256 192 otherwise)")
-    p.add_argument("--max-people", type=int, default=3, help="people per wild/paste image, 1..N")
-    p.add_argument("--distractor-rate", type=float, default=0.3,
+    p.add_argument("--max-people", type=COUNT, default=3, help="people per wild/paste image, 1..N")
+    p.add_argument("--distractor-rate", type=FRACTION, default=0.3,
                    help="chance of a non-human face in a wild image")
     p.add_argument("--faces-from", default=None, help="CelebA-layout root to paste faces from")
     p.add_argument("--backgrounds-from", default=None,
                    help="folder/glob/manifest of background images for --kind paste "
                         "(default: generated)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
 
 
 def _add_reproduce(sub) -> None:
-    p = _command(sub, "reproduce", "faceattr_ray.reproduce:run",
+    p = _command(sub, "reproduce", "faceattr_ray.cli.reproduce:run",
                  "The paper's protocol end to end on a CelebA-layout root.")
     p.add_argument("--celeba-root", required=True)
     p.add_argument("--out", required=True)
@@ -256,25 +289,25 @@ def _add_reproduce(sub) -> None:
                         '{"anet_finetune": {"epochs": 2}}')
     p.add_argument("--trainer", choices=["auto", "ray", "local"], default=None,
                    help="Ray Train or in-process training (default: the recipe's, auto)")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=COUNT, default=None,
                    help="train on only the first N images of each split (a quick run; the "
                         "test evaluation always uses the whole test split)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
     _ray_args(p)
 
 
 def _add_report(sub) -> None:
-    p = _command(sub, "report", "faceattr_ray.report:run",
+    p = _command(sub, "report", "faceattr_ray.cli.report:run",
                  "A self-contained HTML report of a model (and optionally an annotate output).")
     p.add_argument("--model", required=True)
     p.add_argument("--celeba-root", default=None)
     p.add_argument("--annotations", default=None, help="an annotate output directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--limit", type=int, default=400, help="images to use from the root")
+    p.add_argument("--limit", type=COUNT, default=400, help="images to use from the root")
 
 
 def _add_info(sub) -> None:
-    p = _command(sub, "info", "faceattr_ray.bundle:run_info",
+    p = _command(sub, "info", "faceattr_ray.cli.info:run",
                  "Print a model bundle's configuration, attributes and FLOPs.")
     p.add_argument("model", help="model bundle directory")
 

@@ -55,8 +55,17 @@ def list_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
+class ReadError(DataError):
+    """A file that cannot be read; ``reason`` is the short why, without the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: cannot read: {reason}")
+        self.path, self.reason = path, reason
+
+
 def read_bytes(path: str) -> bytes:
-    """The bytes of a local file or URI; ``DataError`` naming the path if it cannot be read."""
+    """The bytes of a local file or URI (``is_uri``: s3://, gs://, file:// ... through
+    pyarrow.fs); ``ReadError`` naming the path and the reason if it cannot be read."""
     try:
         if is_uri(path):
             fs, inner = _filesystem(path)
@@ -66,9 +75,15 @@ def read_bytes(path: str) -> bytes:
             return f.read()
     except DataError:
         raise
+    except FileNotFoundError:
+        raise ReadError(path, "file not found (or a broken symlink)") from None
+    except IsADirectoryError:
+        raise ReadError(path, "is a directory") from None
+    except PermissionError:
+        raise ReadError(path, "permission denied") from None
     except (OSError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise DataError(f"{path}: cannot read: {reason}") from None
+        raise ReadError(path, reason) from None
 
 
 # --- local ---------------------------------------------------------------------------------

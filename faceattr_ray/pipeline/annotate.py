@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from faceattr_ray.errors import DataError
 from faceattr_ray.pipeline.schema import model_version, output_schema, table_metadata
+from faceattr_ray.runtime import DECODE_CPUS
 
 # Decoded images are shrunk to this longest side before they travel to the model actors: LNet_o
 # sees the image at ~227-454 px anyway and face crops are ~80 px, so more only costs memory.
@@ -41,16 +42,6 @@ def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
     return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
-def read_bytes(path: str) -> bytes:
-    """The file's bytes, from local disk or any URI pyarrow knows (s3://, gs://, file://)."""
-    if "://" not in path:
-        with open(path, "rb") as f:
-            return f.read()
-    fs, p = _filesystem(path)
-    with fs.open_input_stream(p) as f:
-        return f.read()
 
 
 def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -71,6 +62,7 @@ def decode_batch(batch: dict[str, np.ndarray], max_pixels: int | None) -> dict[s
     while a column of differently shaped arrays costs ~10 ms an image to convert.
     """
     from faceattr_ray.data.decode import decode_image
+    from faceattr_ray.data.sources import read_bytes
 
     out: dict[str, list] = {k: [] for k in
                             ("path", "status", "error", "image_width", "image_height", "scale",
@@ -105,13 +97,8 @@ def batch_images(batch: dict[str, np.ndarray], rows: list[int]) -> list[np.ndarr
 
 
 def _reason(e: Exception) -> str:
-    if isinstance(e, FileNotFoundError):
-        return "file not found (or a broken symlink)"
-    if isinstance(e, IsADirectoryError):
-        return "is a directory"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    return str(e) or type(e).__name__
+    """The error column: why, without the path (the row has it)."""
+    return getattr(e, "reason", None) or str(e) or type(e).__name__
 
 
 # --- the model stage (actor pools) -----------------------------------------------------------
@@ -290,10 +277,27 @@ class AnnotateOptions:
     batch_size: int = 32
     num_gpus: float | None = None
     actors: int | None = None
-    decode_cpus: float = 0.5
+    decode_cpus: float = DECODE_CPUS
     max_pixels: int | None = None
     resume: str = "auto"
     stages: str = "one"  # "one": one pool holds every network; "split": LNets | ANet + heads
+
+    def check(self) -> None:
+        """One-line errors, named like the command's flags, for values the job cannot run."""
+        from faceattr_ray.localizers import LOCALIZERS
+
+        low = [("--batch-size", self.batch_size, 1), ("--actors", self.actors, 1),
+               ("--max-pixels", self.max_pixels, 1), ("--num-gpus", self.num_gpus, 0)]
+        for flag, value, minimum in low:
+            if value is not None and not value >= minimum:
+                raise DataError(f"{flag} must be at least {minimum}, got {value}")
+        if not self.decode_cpus > 0:
+            raise DataError(f"--decode-cpus must be above 0, got {self.decode_cpus}")
+        for flag, value, allowed in (("--localizer", self.localizer, LOCALIZERS),
+                                     ("--resume", self.resume, ("auto", "never")),
+                                     ("--stages", self.stages, ("one", "split"))):
+            if value not in allowed:
+                raise DataError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
@@ -322,28 +326,77 @@ def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
     return actors, per_gpu / pools, cpus
 
 
-def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) -> dict:
-    """Run the job (Ray must be initialised) and return its summary."""
-    import ray
+OUTPUT_FILES = ("_SUMMARY.json",)  # besides *.parquet: what an output folder may hold
 
+
+def check_output(output: str) -> None:
+    """Refuse an OUTPUT that is not a folder of this job's results: a file, or a folder holding
+    anything but Parquet files and ``_SUMMARY.json`` (a photo folder, the input folder).
+    Nothing is read, deleted or written."""
+    fs, root = _filesystem(output)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        return
+    if info.type != pafs.FileType.Directory:
+        raise DataError(f"{output}: --output must be a folder, and this is a file")
+    foreign = sorted(
+        f.base_name for f in fs.get_file_info(pafs.FileSelector(root, recursive=False))
+        if f.type != pafs.FileType.File
+        or not (f.base_name.endswith(".parquet") or f.base_name in OUTPUT_FILES))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise DataError(f"{output}: --output holds files that are not annotate results "
+                        f"({shown}); give a new or empty folder")
+
+
+@dataclass
+class AnnotatePlan:
+    """What a run will do, decided before Ray starts (`plan_annotate`)."""
+
+    inputs: int  # distinct input paths
+    pending: list[str]  # those not yet in OUTPUT
+    model: str
+    output: str
+    opts: AnnotateOptions
+    schema: pa.Schema
+
+
+def plan_annotate(inputs: list[str], model: str, output: str,
+                  opts: AnnotateOptions) -> AnnotatePlan:
+    """Every check that needs no Ray, cheapest first: the options, the output folder, the
+    inputs, the model; then what resume leaves to do. Nothing is written."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import list_inputs
+    from faceattr_ray.errors import BundleError
 
-    start = time.time()
-    bundle = load_bundle(model)  # fail fast on a bad bundle, before any work
+    opts.check()
+    check_output(output)
+    paths = sorted(set(list_inputs(inputs)))
+    if not paths:
+        raise DataError(f"no input files found in {inputs}")
+    bundle = load_bundle(model)
+    if opts.localizer == "lnet" and (bundle.lnet_o is None or bundle.lnet_s is None):
+        raise BundleError(f"{model}: the bundle has no LNets; use --localizer full or cascade")
     attributes = list(bundle.attributes)
     schema = output_schema(
         attributes, opts.features,
         table_metadata(attributes, bundle.config, bundle.threshold, opts.localizer),
     )  # fmt: skip
-    paths = sorted(set(list_inputs(inputs)))
-    if not paths:
-        raise DataError(f"no input files found in {inputs}")
     done = completed_paths(output)
     if done and opts.resume == "never":
         raise DataError(f"{output} already holds results; use --resume auto to finish them")
     pending = [p for p in paths if p not in done]
-    print(f"annotate: {len(paths)} inputs, {len(paths) - len(pending)} already done, "
+    return AnnotatePlan(len(paths), pending, model, output, opts, schema)
+
+
+def run_plan(plan: AnnotatePlan) -> dict:
+    """Run a planned job (Ray must be initialised) and return its summary."""
+    import ray
+
+    start = time.time()
+    opts, pending = plan.opts, plan.pending
+    print(f"annotate: {plan.inputs} inputs, {plan.inputs - len(pending)} already done, "
           f"{len(pending)} to do")
     if pending:
         actors, gpus, cpus = _actor_resources(opts)
@@ -355,7 +408,7 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
         )
         ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
                             batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
-        model_path = os.path.abspath(model) if "://" not in model else model
+        model_path = os.path.abspath(plan.model) if "://" not in plan.model else plan.model
         threads = math.ceil(cpus)
 
         def pool(actor, **kwargs):
@@ -371,15 +424,20 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
             ds = pool(DescribeActor, with_features=opts.features)
         else:
             ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features)
-        ds.write_parquet(output, schema=schema)  # the same schema, footer metadata included
+        ds.write_parquet(plan.output, schema=plan.schema)  # one schema, footer metadata included
     elapsed = time.time() - start
-    summary = summarize(output, len(paths))
+    summary = summarize(plan.output, plan.inputs)
     summary.update(processed=len(pending), seconds=round(elapsed, 2),
                    images_per_s=round(len(pending) / elapsed, 2) if pending else 0.0)
-    fs, root = _filesystem(output)
+    fs, root = _filesystem(plan.output)
     with fs.open_output_stream(f"{root}/_SUMMARY.json") as f:
         f.write(json.dumps(summary, indent=2).encode())
     return summary
+
+
+def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) -> dict:
+    """Plan and run the job (Ray must be initialised); return its summary."""
+    return run_plan(plan_annotate(inputs, model, output, opts))
 
 
 def summarize(output: str, inputs: int) -> dict:
@@ -398,42 +456,3 @@ def summarize(output: str, inputs: int) -> dict:
         "rows": t.num_rows,
         "output": output,
     }
-
-
-def init_ray(address: str | None, num_cpus: int | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
-
-
-def _options(args) -> AnnotateOptions:
-    return AnnotateOptions(
-        features=getattr(args, "features", False), all_faces=getattr(args, "all_faces", False),
-        localizer=args.localizer, batch_size=args.batch_size,
-        num_gpus=getattr(args, "num_gpus", None), actors=getattr(args, "actors", None),
-        decode_cpus=getattr(args, "decode_cpus", 0.5),
-        max_pixels=getattr(args, "max_pixels", None), resume=getattr(args, "resume", "auto"),
-        stages=getattr(args, "stages", "one"),
-    )  # fmt: skip
-
-
-def run(args) -> int:
-    if args.batch_size < 1:
-        raise DataError("--batch-size must be at least 1")
-    init_ray(args.address, args.num_cpus)
-    s = annotate(args.inputs, args.model, args.output, _options(args))
-    print(f"annotate: {s['images']} images ({s['faces']} faces, {s['no_face']} with no face, "
-          f"{s['errors']} errors) in {s['seconds']} s, {s['images_per_s']} images/s "
-          f"-> {s['output']}")
-    return 0
-
-
-def run_extract_features(args) -> int:
-    """`faceattr-ray extract-features`: the annotate job with features on, dominant face only."""
-    args.features, args.all_faces = True, False
-    return run(args)

@@ -15,13 +15,14 @@ import uuid
 from torch import nn
 
 from faceattr_ray.errors import BundleError
+from faceattr_ray.runtime import DECODE_CPUS
 from faceattr_ray.train import common
 
 DEFAULTS: dict = {
     "epochs": 10, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
     "seed": 0, "num_workers": 1, "use_gpu": False, "max_failures": 2, "local": False,
     "storage_path": None, "run_name": None, "max_steps": None, "limit": None,
-    "decode_cpus": 0.5, "decode_batch": 32, "similarity_weight": 0.1,
+    "decode_cpus": DECODE_CPUS, "decode_batch": 32, "similarity_weight": 0.1,
     "images_per_identity": 4, "min_images": 2, "attributes": None, "image_dir": None,
     "augment": True, "shuffle": True, "lnet": {}, "anet": {},
     # models.Preprocess keys (mean, std, face_context, LNet reading sizes); written into the

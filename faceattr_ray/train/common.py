@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceattr_ray.runtime import init_ray, pick_device
+from faceattr_ray.runtime import DECODE_CPUS, init_ray, pick_device
 
 # Job name -> "module:attribute" of its `Job`; imported lazily so Ray workers load only theirs.
 JOBS = {
@@ -295,7 +295,7 @@ def ray_dataset(job: Job, cfg: dict, split: str, train: bool):
     return ds.map_batches(transform_task, fn_kwargs={"job_name": job.name, "cfg": cfg,
                                                      "train": train},
                           batch_format="numpy", batch_size=cfg.get("decode_batch", 32),
-                          num_cpus=cfg.get("decode_cpus", 0.5))
+                          num_cpus=cfg.get("decode_cpus", DECODE_CPUS))
 
 
 # --- checkpoints --------------------------------------------------------------------------------
