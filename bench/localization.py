@@ -125,7 +125,8 @@ SMOKE = dict(images=80, backgrounds=6, negatives=8, size=(192, 144), face=(24.0,
 
 def write_data(args, work: str) -> tuple[str, str]:
     """The in-the-wild root (CelebA layout, boxes) and which kind of faces it holds."""
-    from faceattr_ray.data.synthetic import paste_faces, write_wild
+    from faceattr_ray.data.paste import paste_faces
+    from faceattr_ray.data.synthetic import write_wild
 
     root = os.path.join(work, "wild")
     lo, hi = args.face

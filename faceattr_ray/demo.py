@@ -63,7 +63,7 @@ def write_photos(folder: str) -> list[str]:
 def write_scenes(root: str, folder: str, count: int, seed: int) -> list[str]:
     """``count`` scenes of generated people from the test split (never trained on)."""
     from faceattr_ray.data.celeba import read_celeba
-    from faceattr_ray.data.synthetic import paste_faces
+    from faceattr_ray.data.paste import paste_faces
 
     scratch = os.path.join(folder, "_scenes")
     paste_faces(root, scratch, count * 8, seed=seed + 1, size=(320, 240), max_people=3,

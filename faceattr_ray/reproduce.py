@@ -131,7 +131,8 @@ def make_wild(root: str, work: str, recipe: dict, backgrounds: list[str] | None,
     """WILD (ROOT's faces pasted on backgrounds, splits kept) and face-free images for the
     threshold, which the LNets never saw: every 5th given background is kept apart, or a
     separate generated set. Returns (wild root, calibration background paths)."""
-    from faceattr_ray.data.synthetic import paste_faces, write_backgrounds
+    from faceattr_ray.data.paste import paste_faces
+    from faceattr_ray.data.synthetic import write_backgrounds
 
     w = recipe["wild"]
     size = tuple(w["size"])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from faceattr_ray.attributes import CELEBA_40
 from faceattr_ray.cli import main
-from faceattr_ray.data import read_celeba
+from faceattr_ray.data import backgrounds, paste, people, read_celeba
 from faceattr_ray.data import synthetic as syn
 
 
@@ -23,14 +23,14 @@ def plain(size=(160, 160), colour=(128, 128, 128)) -> Image.Image:
 
 def draw(ident, attrs, angle=0.0, seed=0, size=(160, 160), center=(80, 60), face_width=40):
     canvas = plain(size)
-    person = syn.render_person(canvas, ident, attrs, center, face_width, angle,
+    person = people.render_person(canvas, ident, attrs, center, face_width, angle,
                                np.random.default_rng(seed))
     return np.asarray(canvas).astype(int), person
 
 
 def person_of(index=0, **changes):
     """A non-bald woman with hair (so every hair attribute shows), changed as asked."""
-    ident = next(i for i in (syn.make_identity(k, 3) for k in range(200))
+    ident = next(i for i in (people.make_identity(k, 3) for k in range(200))
                  if not i.male and not i.bald and i.hair != "Gray_Hair")
     return dataclasses.replace(ident, **changes)
 
@@ -42,18 +42,18 @@ def neutral(ident) -> dict[str, bool]:
 
 
 def test_labels_cover_celeba_40_and_are_consistent():
-    assert len(syn.RENDERED) >= 15 and set(syn.RENDERED) | set(syn.UNRENDERED) == set(CELEBA_40)
+    assert len(people.RENDERED) >= 15 and set(people.RENDERED) | set(people.UNRENDERED) == set(CELEBA_40)
     rng = np.random.default_rng(0)
     for k in range(300):
-        ident = syn.make_identity(k, 0)
-        a = syn.sample_attributes(ident, rng)
+        ident = people.make_identity(k, 0)
+        a = people.sample_attributes(ident, rng)
         assert list(a) == list(CELEBA_40)
         assert a["No_Beard"] == (not (a["Mustache"] or a["Goatee"]))
         assert sum(a[h] for h in ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")) <= 1
         assert not (a["Bald"] and (a["Bangs"] or a["Black_Hair"] or a["Wavy_Hair"]))
         assert a["Male"] == ident.male and not (a["Male"] and a["Wearing_Lipstick"])
-    same = [syn.make_identity(7, 0) for _ in range(2)]
-    assert same[0] == same[1] and syn.make_identity(7, 1) != same[0]
+    same = [people.make_identity(7, 0) for _ in range(2)]
+    assert same[0] == same[1] and people.make_identity(7, 1) != same[0]
 
 
 def test_person_stays_inside_its_boxes():
@@ -175,13 +175,13 @@ def test_backgrounds_and_distractors(tmp_path):
     arr = np.asarray(Image.open(bgs[0]))
     assert arr.std() > 10  # cluttered, not flat
     cat = plain((64, 64))
-    syn.draw_distractor(cat, (8, 8, 56, 56), "cat", np.random.default_rng(0))
+    backgrounds.draw_distractor(cat, (8, 8, 56, 56), "cat", np.random.default_rng(0))
     assert (np.asarray(cat) != 128).any()
 
 
 def test_paste_faces_keeps_source_labels_and_boxes(tmp_path):
     src = syn.write_aligned(str(tmp_path / "src"), 12, identities=4, seed=2)
-    root = syn.paste_faces(src, str(tmp_path / "p"), 8, seed=0, size=(160, 120), max_people=2)
+    root = paste.paste_faces(src, str(tmp_path / "p"), 8, seed=0, size=(160, 120), max_people=2)
     ds, source = read_celeba(root), read_celeba(src)
     assert len(ds) == 8
     by_identity_split = dict(zip(source.identity.tolist(), source.partition.tolist(), strict=True))
@@ -208,7 +208,7 @@ def test_generate_command(tmp_path, capsys):
 
 
 def test_paste_real_celeba_mini_faces(tmp_path, celeba_mini_root):
-    root = syn.paste_faces(celeba_mini_root, str(tmp_path / "real"), 4, seed=1, size=(224, 168))
+    root = paste.paste_faces(celeba_mini_root, str(tmp_path / "real"), 4, seed=1, size=(224, 168))
     ds = read_celeba(root)
     mini = read_celeba(celeba_mini_root)
     assert len(ds) == 4 and ds.bbox is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 def run(args) -> int:
     """Write generated people (CelebA layout) or backgrounds under ``--out``."""
+    from faceattr_ray.data.paste import paste_faces
     from faceattr_ray.data.synthetic import (
         ALIGNED_SIZE,
-        paste_faces,
         write_aligned,
         write_backgrounds,
         write_distractors,
