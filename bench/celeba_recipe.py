@@ -171,7 +171,7 @@ def run(name: str, setting: dict, data: str, quick: float, test: bool, out: str 
           f"  majority {100 * fig['val_majority']:.2f}%", flush=True)
 
     if test:
-        from faceattr_ray.evaluate import evaluate_celeba
+        from faceattr_ray.evaluation.evaluate import evaluate_celeba
         from faceattr_ray.train import save_job_bundle
 
         start = time.perf_counter()

@@ -284,7 +284,7 @@ def at_threshold(detections: list, threshold: float) -> list:
 def scores(detections: list, ground_truth: list, threshold: float) -> dict:
     """Recall at IoU 0.5 at the operating threshold, TPR at 0.1 FPPI (score swept), FPPI at the
     threshold, recall vs IoU at the threshold."""
-    from faceattr_ray.localization_metrics import recall_vs_iou, roc_curve, tpr_at_fppi
+    from faceattr_ray.evaluation.localization_metrics import recall_vs_iou, roc_curve, tpr_at_fppi
 
     kept = at_threshold(detections, threshold)
     fppi, _, cuts = roc_curve(kept, ground_truth, 0.5)

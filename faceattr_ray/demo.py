@@ -3,7 +3,7 @@
 1. Generated faces in CelebA layout (`data.synthetic.write_aligned`).
 2. A small model: `reproduce.build_model` with `DEMO_RECIPE` (the paper's protocol at toy
    scale: ANet identity pre-training, LNets and ANet fine-tuned with tags on pasted scenes and
-   face windows, SVM heads on val identities, a calibrated face threshold).
+   face crops, SVM heads on val identities, a calibrated face threshold).
 3. A folder to annotate: scenes of held-out generated people pasted on backgrounds, plus the
    real photos scikit-image ships (an astronaut, a cameraman, a cat, a coffee cup).
 4. The annotate job on a local Ray (Ray Data: decode tasks -> the cascade actor -> Parquet).

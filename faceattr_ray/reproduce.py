@@ -3,8 +3,8 @@
     ROOT (aligned faces, train/val/test)
       ├─ paste the faces onto backgrounds ──> WILD (in-the-wild scenes with known boxes)
       ├─ ANet: pre-train on the train split's identities (softmax + similarity loss)
-      ├─ LNet_o, LNet_s: fine-tune with attribute tags on WILD (LNet_s on LNet_o's windows)
-      ├─ ANet: fine-tune with attribute tags on ROOT's face windows
+      ├─ LNet_o, LNet_s: fine-tune with attribute tags on WILD (LNet_s on LNet_o's head-shoulder boxes)
+      ├─ ANet: fine-tune with attribute tags on ROOT's face crops
       ├─ heads: linear SVMs on ANet patch features of the val split (held-apart identities,
       │   as the paper fits its SVMs); C, and per attribute SVM vs ANet's own tag layer,
       │   chosen on val identities held out of that fit
@@ -203,8 +203,8 @@ def _short(m: dict) -> str:
     return ", ".join(f"{k} {m[k]:.4g}" for k in keys if isinstance(m.get(k), (int, float)))
 
 
-def window_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np.ndarray:
-    """ANet FC vectors of every patch, (N, P, F), of whole images taken as face windows
+def aligned_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np.ndarray:
+    """ANet FC vectors of every patch, (N, P, F), of whole images taken as face crops
     (aligned crops): `Predictor` with the "full" localizer, as `evaluate` frames them."""
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.predictor import Predictor
@@ -251,7 +251,7 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     for split in h["fit_splits"]:
         data = read_celeba(root, split=split)
         cols = [list(data.names).index(n) for n in names]
-        x = window_patch_features(bundle, list(data.paths))
+        x = aligned_patch_features(bundle, list(data.paths))
         xs.append(x)
         ys.append(data.labels[:, cols])
         codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
@@ -383,7 +383,7 @@ def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None =
               seed: int = 0, limit: int | None = None, address: str | None = None) -> dict:
     """The protocol end to end; writes OUT/model and OUT/report; returns the report dict."""
     from faceattr_ray.attributes import paper_reference
-    from faceattr_ray.evaluate import evaluate_celeba
+    from faceattr_ray.evaluation.evaluate import evaluate_celeba
     from faceattr_ray.metrics import format_table
 
     start = time.perf_counter()

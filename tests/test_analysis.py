@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceattr_ray import analysis
+from faceattr_ray.evaluation import analysis
 from faceattr_ray.localizers import Detection
 
 # --- Fig. 8: concept neurons ---------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceattr_ray.localization_metrics import (
+from faceattr_ray.evaluation.localization_metrics import (
     box_iou,
     match_detections,
     recall_vs_iou,

@@ -18,8 +18,8 @@ import pytest
 from faceattr_ray.bundle import save_bundle
 from faceattr_ray.data import read_celeba
 from faceattr_ray.data.synthetic import read_all_faces, write_aligned, write_wild
+from faceattr_ray.evaluation.report import SECTION_TITLES, ReportInputs, build_report
 from faceattr_ray.presets import build_bundle
-from faceattr_ray.report import SECTION_TITLES, ReportInputs, build_report
 
 SECTIONS = tuple(SECTION_TITLES)
 ANNOTATED = ["Male", "Smiling", "Young"]
@@ -99,7 +99,7 @@ def test_aligned_root_gives_every_section_but_localization(made):
 
 
 def test_accuracy_equals_faceattr_ray_evaluate(made):
-    from faceattr_ray.evaluate import evaluate_celeba
+    from faceattr_ray.evaluation.evaluate import evaluate_celeba
 
     r = made["aligned_report"]
     metrics = evaluate_celeba(str(made["root"] / "svm"), made["aligned"], split="all",

@@ -168,7 +168,7 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
         p.add_argument("--attributes", default=None,
                        help="comma-separated attribute subset (default: every column of the data)")
         p.add_argument("--headshoulder", choices=["lnet_o", "boxes"], default="lnet_o",
-                       help="LNet_s windows: lnet_o = from the fine-tuned LNet_o's response map "
+                       help="LNet_s's head-shoulder boxes: lnet_o = from the fine-tuned LNet_o's response map "
                             "(the paper); boxes = the data's list_headshoulder_bbox.txt")
     else:
         p.add_argument("--init", default=None,

@@ -7,7 +7,7 @@ import json
 
 def run(args) -> int:
     from faceattr_ray.attributes import paper_reference
-    from faceattr_ray.evaluate import evaluate_celeba
+    from faceattr_ray.evaluation.evaluate import evaluate_celeba
     from faceattr_ray.metrics import format_table
 
     metrics = evaluate_celeba(args.model, args.celeba_root, args.split, args.localizer,

@@ -7,7 +7,7 @@ import os
 
 def run(args) -> int:
     """Build the page (`report.build_report`) and say what it holds."""
-    from faceattr_ray.report import ReportInputs, build_report
+    from faceattr_ray.evaluation.report import ReportInputs, build_report
 
     if not args.celeba_root and not args.annotations:
         print("faceattr-ray report: no --celeba-root or --annotations: only the attribute "

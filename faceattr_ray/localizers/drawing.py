@@ -84,7 +84,7 @@ def draw_response_overlay(
     """PNG like the paper's Fig. 3/6: the image, its averaged response map overlaid, boxes drawn.
 
     ``boxes`` (Detections or x1, y1, x2, y2 in image pixels) are drawn in green with their score;
-    ``extra_boxes`` (e.g. head-shoulder windows) in dashed yellow. The PNG keeps the image's aspect.
+    ``extra_boxes`` (e.g. head-shoulder boxes) in dashed yellow. The PNG keeps the image's aspect.
     """
     rgb = as_rgb(image)
     h, w = rgb.shape[:2]
@@ -100,7 +100,7 @@ def draw_cascade(image: np.ndarray, trace: LocalizationTrace, path: str,
                  max_side: int = 640) -> None:
     """Two panels side by side, like the paper's Fig. 3/6, from ``LNetLocalizer.localize_traced``.
 
-    Left: LNet_o's averaged response map over the whole image and the head-shoulder windows it
+    Left: LNet_o's averaged response map over the whole image and the head-shoulder boxes it
     chose (dashed yellow). Right: LNet_s's averaged response map of each window, drawn over that
     window (the rest of the image dimmed), and the face boxes with their scores (green).
     """

@@ -31,7 +31,7 @@ class LocalizationTrace:
 
 
 class LNetLocalizer:
-    """LNet_o on the whole image -> head-shoulder window -> LNet_s on it (227x227) -> face.
+    """LNet_o on the whole image -> head-shoulder box -> LNet_s on it (227x227) -> face.
 
     ``threshold`` applies to the face score: the best LNet_s window score (sum / sqrt(area) on its
     averaged C5 map). Below it an image has no face; ``None`` always returns the best window.
@@ -42,7 +42,7 @@ class LNetLocalizer:
     non-maximum suppression, highest score first (LNet_o regions scoring under
     ``min_relative_score`` of its best are not searched). Otherwise the dominant face only:
     LNet_o's best window, then LNet_s's densest region, as the paper prunes several faces that
-    share one head-shoulder window. Box geometry is proportional (a map cell covers an equal share
+    share one head-shoulder box. Box geometry is proportional (a map cell covers an equal share
     of the network input); for AlexNet's C5 at 227 pixels it is within one cell (16 px) of the
     receptive-field geometry.
     """
@@ -153,7 +153,7 @@ class LNetLocalizer:
         return [(b, s) for b, s in found if s >= floor and s > 0] or found[:1]
 
     def head_shoulders(self, images: Sequence[np.ndarray]) -> list[LocalizationTrace]:
-        """Stage 1 alone: LNet_o on whole images -> head-shoulder windows (``response_o`` and
+        """Stage 1 alone: LNet_o on whole images -> head-shoulder boxes (``response_o`` and
         ``head_shoulders`` of each trace filled in; no detections). Also what LNet_s trains on."""
         rgb = [as_rgb(im) for im in images]
         traces = [LocalizationTrace(detections=[]) for _ in rgb]
@@ -212,7 +212,7 @@ class LNetLocalizer:
         return [t.detections for t in self.localize_traced(images)]
 
     def draw(self, image: np.ndarray, path: str) -> LocalizationTrace:
-        """Fig. 3/6-style PNG (`draw_cascade`): LNet_o's map and head-shoulder windows, LNet_s's
+        """Fig. 3/6-style PNG (`draw_cascade`): LNet_o's map and head-shoulder boxes, LNet_s's
         maps over those windows and the face boxes."""
         from faceattr_ray.localizers.drawing import draw_cascade
 

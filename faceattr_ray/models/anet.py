@@ -5,10 +5,10 @@ C3, C4: locally shared (``LocallySharedConv2d``): the patch's map is cut into ce
 with its own filters. Then a 2x2 max-pool, and FC (ReLU): the patch's feature vector. Heads for
 attributes and identities are plain linear layers on FC.
 
-One pass over many patches (``patch_features``): the face window holds a ``grid x grid`` lattice
+One pass over many patches (``patch_features``): the face crop holds a ``grid x grid`` lattice
 of ``patch_size`` patches, ``patch_stride`` pixels apart. Because C1/C2 are valid convolutions
-and the stride is a multiple of their 4x downsampling, the window's C2 map contains every patch's
-C2 map as a sub-crop. Each C3 bank runs once over the part of the window's map that its cell
+and the stride is a multiple of their 4x downsampling, the crop's C2 map contains every patch's
+C2 map as a sub-crop. Each C3 bank runs once over the part of the crop's map that its cell
 covers for all patches. C4's input mixes C3 cells relative to each patch (the lattice step is
 smaller than a cell), so one gather lays each C4 bank's receptive tiles, for all patches, along
 the batch axis (the paper's interweaved maps) and each bank convolves them once: only C4 and FC
@@ -159,23 +159,23 @@ class ANet(nn.Module):
         return self.identity_head(self.head_dropout(features))
 
     def patch_offsets(self) -> list[tuple[int, int]]:
-        """(y, x) pixel origin of every lattice patch in the window, in output order."""
+        """(y, x) pixel origin of every lattice patch in the face crop, in output order."""
         g, s = self.config.grid, self.config.patch_stride
         return [(gy * s, gx * s) for gy in range(g) for gx in range(g)]
 
-    def patch_features(self, windows: Tensor) -> Tensor:
-        """(N, 3, W, W) face windows -> (N, grid * grid, feature_dim) in ONE pass.
+    def patch_features(self, crops: Tensor) -> Tensor:
+        """(N, 3, W, W) face crops -> (N, grid * grid, feature_dim) in ONE pass.
 
         Patches are in row-major lattice order (see ``patch_offsets``).
         """
         cfg = self.config
-        self._check(windows, cfg.window_size, "windows")
-        n, g = windows.shape[0], cfg.grid
+        self._check(crops, cfg.window_size, "face crops (window_size a side)")
+        n, g = crops.shape[0], cfg.grid
         if n == 0:
-            return windows.new_zeros(0, g * g, cfg.feature_dim)
+            return crops.new_zeros(0, g * g, cfg.feature_dim)
         step = cfg.patch_stride // DOWNSAMPLING if g > 1 else 1
         extra = (g - 1) * step
-        c2 = self._c2(windows)  # the window's C2 map holds every patch's C2 map
+        c2 = self._c2(crops)  # the crop's C2 map holds every patch's C2 map
         side = cfg.map_sizes()["c3"]
         ch, cw = side // cfg.cells[0], side // cfg.cells[1]
         # Each C3 bank once over its cell's region for all patches: (N, K, C, ch+extra, cw+extra)
@@ -217,10 +217,10 @@ class ANet(nn.Module):
             cache[key] = flat.reshape(1, -1)
         return cache[key]
 
-    def patch_features_naive(self, windows: Tensor) -> Tensor:
+    def patch_features_naive(self, crops: Tensor) -> Tensor:
         """Reference for ``patch_features``: crop and run every patch separately."""
         cfg = self.config
-        self._check(windows, cfg.window_size, "windows")
+        self._check(crops, cfg.window_size, "face crops (window_size a side)")
         p = cfg.patch_size
-        out = [self.forward(windows[:, :, y:y + p, x:x + p]) for y, x in self.patch_offsets()]
+        out = [self.forward(crops[:, :, y:y + p, x:x + p]) for y, x in self.patch_offsets()]
         return torch.stack(out, dim=1)

@@ -22,7 +22,7 @@ from faceattr_ray.train.losses import similarity_loss, softmax_loss
 NO_BOX = (math.nan, math.nan, math.nan, math.nan)
 
 
-def face_window(image: np.ndarray, box, cfg: dict, size: int) -> np.ndarray:
+def face_crop(image: np.ndarray, box, cfg: dict, size: int) -> np.ndarray:
     """The face crop ANet trains on: the job's preprocessing frames it (`Preprocess.face_crop`:
     the box enlarged by its face context; no box (NaN) = an aligned crop, taken whole)."""
     from faceattr_ray.train.common import preprocess_of
@@ -30,8 +30,8 @@ def face_window(image: np.ndarray, box, cfg: dict, size: int) -> np.ndarray:
     return preprocess_of(cfg).face_crop(image, box, size)
 
 
-def random_patch(window: np.ndarray, cfg: dict, train: bool, rng: np.random.Generator) -> np.ndarray:
-    """One ANet input patch of the window: a random grid position and flip when training
+def random_patch(crop: np.ndarray, cfg: dict, train: bool, rng: np.random.Generator) -> np.ndarray:
+    """One ANet input patch of the face crop: a random grid position and flip when training
     (the multi-view crops), the centre patch otherwise."""
     a = cfg["anet"]
     p, grid, stride = a["patch_size"], a["grid"], a["patch_stride"]
@@ -39,7 +39,7 @@ def random_patch(window: np.ndarray, cfg: dict, train: bool, rng: np.random.Gene
         gy, gx = rng.integers(grid, size=2)
     else:
         gy = gx = grid // 2
-    patch = window[gy * stride:gy * stride + p, gx * stride:gx * stride + p]
+    patch = crop[gy * stride:gy * stride + p, gx * stride:gx * stride + p]
     if train and rng.random() < 0.5:
         patch = patch[:, ::-1]
     return np.ascontiguousarray(patch)
@@ -89,15 +89,15 @@ def rows(cfg: dict, split: str) -> Rows:
 
 
 def transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
-    """Expand identity groups to images; decode, cut the face window, draw a patch."""
+    """Expand identity groups to images; decode, cut the face crop, draw a patch."""
     from faceattr_ray.data.decode import load_image
 
     size = window_size(cfg)
     images, labels = [], []
     for paths, boxes, label in zip(batch["paths"], batch["boxes"], batch["label"], strict=True):
         for path, box in zip(paths, boxes, strict=True):
-            window = face_window(load_image(str(path)), box, cfg, size)
-            images.append(random_patch(window, cfg, train, rng))
+            crop = face_crop(load_image(str(path)), box, cfg, size)
+            images.append(random_patch(crop, cfg, train, rng))
             labels.append(int(label))
     return {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}
 

@@ -1,10 +1,10 @@
 """Fine-tuning with attribute tags (paper sections 2.1, 2.2): three jobs, run one after another.
 
 - LNet_o on whole images (resized to its input size), sigmoid cross-entropy on the tags.
-- LNet_s on head-shoulder windows: the window comes from the current LNet_o's averaged response
+- LNet_s on head-shoulder boxes: the window comes from the current LNet_o's averaged response
   map (`headshoulder_boxes`), or, documented fallback, from the data's
   `list_headshoulder_bbox.txt` (generated data) or the whole image.
-- ANet on random patches of enlarged face windows (multi-view crops); the face box comes from
+- ANet on random patches of enlarged face crops (multi-view crops); the face box comes from
   the data's face boxes when it has them (generated/in-the-wild CelebA), else the image is an
   aligned face crop.
 Labels may hold NaN (untagged); those are masked out of the loss. Any attribute set works: the
@@ -28,7 +28,7 @@ from torch import nn
 from faceattr_ray.train.anet_pretrain import (
     NO_BOX,
     ANetWithHead,
-    face_window,
+    face_crop,
     random_patch,
     window_size,
 )
@@ -164,7 +164,7 @@ LNET_S_JOB = Job(name="finetune-lnet_s", build=build_lnet, rows=lnet_s_rows,
 
 
 def _saved_headshoulder(cfg: dict) -> dict[str, list[float]] | None:
-    """{path: box} that `headshoulder_boxes` wrote for this job (LNet_o's windows), if any."""
+    """{path: box} that `headshoulder_boxes` wrote for this job (LNet_o's head-shoulder boxes), if any."""
     path = cfg.get("headshoulder_boxes")
     if not (path and os.path.exists(path)):
         return None
@@ -220,8 +220,8 @@ def anet_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generato
     size = window_size(cfg)
     images = []
     for path, box in zip(batch["path"], batch["box"], strict=True):
-        window = face_window(load_image(str(path)), box, cfg, size)
-        images.append(random_patch(window, cfg, train, rng))
+        crop = face_crop(load_image(str(path)), box, cfg, size)
+        images.append(random_patch(crop, cfg, train, rng))
     return {"image": np.stack(images), "label": np.asarray(batch["label"], np.float32)}
 
 

@@ -224,7 +224,7 @@ def localization_curves(
 ) -> dict:
     """Recall at each IoU (every detection kept) and the ROC (FPPI, TPR) at IoU >= 0.5, with the
     TPR at 0.1 and 1 false positive per image."""
-    from faceattr_ray.localization_metrics import recall_vs_iou, roc_curve, tpr_at_fppi
+    from faceattr_ray.evaluation.localization_metrics import recall_vs_iou, roc_curve, tpr_at_fppi
 
     fppi, tpr, cuts = roc_curve(detections, ground_truth, 0.5)
     return {
