@@ -61,6 +61,8 @@ import time
 
 import numpy as np
 
+from faceattr_ray.presets import PRESETS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CELEBA_MINI = os.path.join(HERE, "..", "..", "shared", "data", "celeba-mini")
 IOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -80,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"))
     p.add_argument("--face", type=float, nargs=2, default=(24.0, 96.0), metavar=("MIN", "MAX"),
                    help="face width range in pixels (log-uniform)")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
+    p.add_argument("--preset", choices=PRESETS, default="cpu",
                    help="LNet size (faceattr_ray/presets.py)")
     p.add_argument("--pretrain-images", type=int, default=6400,
                    help="aligned face crops for the LNet+ stand-in (attribute tags only)")

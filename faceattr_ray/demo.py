@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from faceattr_ray.presets import architecture
 from faceattr_ray.reproduce import Timer, build_model, merge, resolve_recipe
 
 # The protocol of `reproduce` at toy scale on generated faces: about a minute on 2 cores.
@@ -27,10 +28,8 @@ DEMO_RECIPE: dict = merge(resolve_recipe(smoke_test=True, overrides=None), {
     "trainer": "local",
     "wild": {"count": 240, "size": [192, 144], "max_people": 2, "min_face": 30.0,
              "backgrounds": 40},
-    "anet_arch": {"patch_size": 32, "grid": 3, "patch_stride": 4, "channels": [8, 16, 24, 32],
-                  "kernels": [5, 3, 3, 3], "feature_dim": 32, "batch_norm": False},
-    "lnet_arch": {"channels": [16, 32, 48, 32, 32], "head_hidden": 32, "num_classes": 0,
-                  "input_size": 131},
+    "anet_arch": architecture("toy")["anet"],
+    "lnet_arch": architecture("toy")["lnet"],
     # Plain SGD at a constant rate: tuned for this toy scale (RECIPE's AdamW is for celeba-mini).
     "anet_pretrain": {"epochs": 2, "max_steps": None, "batch_size": 32, "lr": 0.02, **SGD},
     "lnet_finetune": {"epochs": 3, "max_steps": None, "batch_size": 16, "lr": 0.02,

@@ -1,49 +1,81 @@
-"""Named model sizes, and a bundle with fresh weights for each.
+"""Named model sizes: the one home of the small-model settings that tests, `--smoke-test`,
+`reproduce`, the demo and the benchmarks use.
 
-- ``tiny``: a few channels, for tests (a forward pass in milliseconds).
-- ``cpu``: narrow LNets and the default ANet, what the demo and `reproduce` train on a CPU.
+Each preset is the keys of `LNetConfig` and `ANetConfig` that differ from their defaults:
+
+- ``tiny``: a few channels, for unit tests (a forward pass in milliseconds).
+- ``smoke``: ``train ... --smoke-test`` and ``reproduce --smoke-test`` (2 steps in seconds).
+- ``toy``: the demo's model: learns generated faces in about a minute on 2 cores.
+- ``cpu``: narrow LNets (about 1/8 of AlexNet's C1-C5 FLOPs) and the default ANet: what
+  `reproduce` trains on a CPU and what the annotate benchmark runs.
 - ``paper``: AlexNet-sized LNets (torchvision's ImageNet weights load into them) and ANet.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
-import torch
+ARCHITECTURES: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "lnet": {"channels": [8, 16, 16, 16, 8], "head_hidden": 16, "num_classes": 0},
+        "anet": {"patch_size": 32, "grid": 3, "channels": [4, 6, 8, 8], "feature_dim": 16,
+                 "kernels": [5, 3, 3, 3]},
+    },
+    "smoke": {
+        "lnet": {"channels": [8, 16, 16, 16, 16], "head_hidden": 16, "classifier_hidden": 16,
+                 "input_size": 99},
+        "anet": {"patch_size": 32, "grid": 2, "patch_stride": 4, "channels": [4, 8, 8, 8],
+                 "kernels": [5, 3, 3, 3], "feature_dim": 16},
+    },
+    "toy": {
+        "lnet": {"channels": [16, 32, 48, 32, 32], "head_hidden": 32, "num_classes": 0,
+                 "input_size": 131},
+        "anet": {"patch_size": 32, "grid": 3, "patch_stride": 4, "channels": [8, 16, 24, 32],
+                 "kernels": [5, 3, 3, 3], "feature_dim": 32, "batch_norm": False},
+    },
+    "cpu": {
+        "lnet": {"channels": [32, 96, 160, 128, 128], "head_hidden": 256, "num_classes": 0},
+        "anet": {},
+    },
+    "paper": {"lnet": {}, "anet": {}},
+}
+PRESETS = tuple(ARCHITECTURES)
 
-from faceattr_ray.attributes import CELEBA_40
-from faceattr_ray.bundle import Bundle, default_preprocess
-from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig
 
-PRESETS = ("tiny", "cpu", "paper")
-
-
-def preset_configs(name: str, num_attributes: int) -> tuple[LNetConfig, ANetConfig]:
-    if name == "tiny":
-        lnet = LNetConfig(channels=(8, 16, 16, 16, 8), head_hidden=16, num_classes=0)
-        anet = ANetConfig(patch_size=32, grid=3, channels=(4, 6, 8, 8), feature_dim=16,
-                          kernels=(5, 3, 3, 3))
-    elif name == "cpu":
-        lnet, anet = LNetConfig.small(), ANetConfig()
-    elif name == "paper":
-        lnet, anet = LNetConfig(), ANetConfig()
-    else:
+def architecture(name: str) -> dict[str, dict]:
+    """{"lnet": LNetConfig keys, "anet": ANetConfig keys} of a preset (a copy to change)."""
+    if name not in ARCHITECTURES:
         raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-    lnet.num_attributes = anet.num_attributes = num_attributes
+    return copy.deepcopy(ARCHITECTURES[name])
+
+
+def preset_configs(name: str, num_attributes: int):
+    """(LNetConfig, ANetConfig) of a preset, with heads for ``num_attributes`` attributes."""
+    from faceattr_ray.models import ANetConfig, LNetConfig
+
+    arch = architecture(name)
+    lnet = LNetConfig.from_dict({**arch["lnet"], "num_attributes": num_attributes})
+    anet = ANetConfig.from_dict({**arch["anet"], "num_attributes": num_attributes})
     return lnet, anet
 
 
-def build_bundle(
-    preset: str = "cpu", attributes: Sequence[str] = CELEBA_40, seed: int = 0,
-    threshold: float | None = None,
-) -> Bundle:
+def build_bundle(preset: str = "cpu", attributes: Sequence[str] | None = None, seed: int = 0,
+                 threshold: float | None = None):
     """A bundle of freshly initialised networks (no heads: ANet's attribute layer scores)."""
+    import torch
+
+    from faceattr_ray.attributes import CELEBA_40
+    from faceattr_ray.bundle import Bundle, default_preprocess
+    from faceattr_ray.models import ANet, LNet
+
+    attributes = list(CELEBA_40 if attributes is None else attributes)
     torch.manual_seed(seed)
     lnet_cfg, anet_cfg = preset_configs(preset, len(attributes))
     return Bundle(
         path=None,
         config={"preset": preset, "preprocess": default_preprocess()},
-        attributes=list(attributes),
+        attributes=attributes,
         lnet_o=LNet(lnet_cfg).eval(),
         lnet_s=LNet(lnet_cfg).eval(),
         anet=ANet(anet_cfg).eval(),

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from faceattr_ray.errors import DataError
+from faceattr_ray.presets import architecture
 
 # --- the recipe: every setting of a real run, in one place ------------------------------------
 # Accuracy experiments on celeba-mini (2-core CPU, 60-minute budget) tune these values; the
@@ -46,11 +47,10 @@ RECIPE: dict = {
         "count": 2400, "size": [256, 192], "max_people": 2, "min_face": 28.0,
         "backgrounds": 300,  # generated backgrounds when --backgrounds is not given
     },
-    # ANet architecture (models.ANetConfig keys), shared by pre-training and fine-tuning. Batch
-    # norm is what lets ANet train from scratch in minutes (bench/celeba_recipe.py).
-    "anet_arch": {"batch_norm": True},
-    # LNet architecture (models.LNetConfig keys): the narrow CPU LNet (LNetConfig.small).
-    "lnet_arch": {"channels": [32, 96, 160, 128, 128], "head_hidden": 256, "num_classes": 0},
+    # Architectures (models.ANetConfig / LNetConfig keys): the "cpu" preset, ANet shared by
+    # pre-training and fine-tuning, with batch norm: it lets ANet train from scratch in minutes.
+    "anet_arch": {**architecture("cpu")["anet"], "batch_norm": True},
+    "lnet_arch": architecture("cpu")["lnet"],
     # Options of each training job (train.api.make_config keys: epochs, lr, batch_size,
     # weight_decay, momentum, augment, similarity_weight, images_per_identity, max_steps ...).
     # Identity pre-training (the paper's step) is off by default: celeba-mini has ~2.2 images per
@@ -82,10 +82,8 @@ SMOKE: dict = {
     "trainer": "local",
     "wild": {"count": 40, "size": [128, 96], "max_people": 1, "min_face": 24.0,
              "backgrounds": 12},
-    "anet_arch": {"patch_size": 32, "grid": 2, "patch_stride": 4, "channels": [4, 8, 8, 8],
-                  "kernels": [5, 3, 3, 3], "feature_dim": 16},
-    "lnet_arch": {"channels": [8, 16, 16, 16, 16], "head_hidden": 16, "num_classes": 0,
-                  "input_size": 99},
+    "anet_arch": architecture("smoke")["anet"],
+    "lnet_arch": architecture("smoke")["lnet"],
     "anet_pretrain": {"epochs": 1, "max_steps": 2, "batch_size": 8},
     "lnet_finetune": {"epochs": 1, "max_steps": 2, "batch_size": 4, "headshoulder": "boxes"},
     "anet_finetune": {"epochs": 1, "max_steps": 2, "batch_size": 8},

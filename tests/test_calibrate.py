@@ -61,13 +61,13 @@ def test_histogram_plot_is_written(tmp_path):
 
 def tiny_bundle(path):
     from faceattr_ray.bundle import Bundle, save_bundle
-    from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig
+    from faceattr_ray.models import ANet, LNet
+    from faceattr_ray.presets import preset_configs
 
     torch.manual_seed(0)
-    bundle = Bundle(path=None, config={}, attributes=["Smiling"],
-                    lnet_o=LNet(LNetConfig.small(num_attributes=1)),
-                    lnet_s=LNet(LNetConfig.small(num_attributes=1)),
-                    anet=ANet(ANetConfig(num_attributes=1)))
+    lnet_cfg, anet_cfg = preset_configs("cpu", 1)
+    bundle = Bundle(path=None, config={}, attributes=["Smiling"], lnet_o=LNet(lnet_cfg),
+                    lnet_s=LNet(lnet_cfg), anet=ANet(anet_cfg))
     save_bundle(path, bundle)
     return bundle
 

@@ -259,10 +259,11 @@ def test_empty_inputs():
 
 
 def test_real_lnet_runs_through_the_cascade():
-    from faceattr_ray.models import LNet, LNetConfig
+    from faceattr_ray.models import LNet
+    from faceattr_ray.presets import preset_configs
 
     torch.manual_seed(0)
-    lnet = LNet(LNetConfig.small())
+    lnet = LNet(preset_configs("cpu", 40)[0])
     loc = LNetLocalizer(lnet, lnet, threshold=None)
     dets = loc.localize([np.zeros((20, 20, 3), np.uint8), np.full((180, 240, 3), 90, np.uint8)])
     for (det,), (h, w) in zip(dets, [(20, 20), (180, 240)], strict=True):
@@ -271,10 +272,11 @@ def test_real_lnet_runs_through_the_cascade():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_gpu_gives_the_cpu_boxes():
-    from faceattr_ray.models import LNet, LNetConfig
+    from faceattr_ray.models import LNet
+    from faceattr_ray.presets import preset_configs
 
     torch.manual_seed(0)
-    lnet = LNet(LNetConfig.small())
+    lnet = LNet(preset_configs("cpu", 40)[0])
     images = [np.random.default_rng(i).integers(0, 255, (160, 200, 3), dtype=np.uint8) for i in range(3)]
     cpu = LNetLocalizer(lnet, lnet, threshold=None).localize(images)
     gpu = LNetLocalizer(lnet, lnet, threshold=None, device="cuda").localize(images)

@@ -132,8 +132,10 @@ def test_global_max_head_reads_the_face_wherever_it_is():
     assert LNetConfig.from_dict(old).head_pool == "fc"
 
 
-def test_small_preset_is_narrow_and_has_no_classifier():
-    cfg = LNetConfig.small()
+def test_cpu_preset_is_narrow_and_has_no_classifier():
+    from faceattr_ray.presets import preset_configs
+
+    cfg = preset_configs("cpu", 40)[0]
     assert cfg.channels == (32, 96, 160, 128, 128) and cfg.num_classes == 0
     assert LNet(cfg).classifier is None
     assert LNetConfig.from_dict(cfg.to_dict()) == cfg

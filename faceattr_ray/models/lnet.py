@@ -46,13 +46,6 @@ class LNetConfig:
     classifier_hidden: int = 4096
     input_size: int = 227
 
-    @classmethod
-    def small(cls, **overrides) -> LNetConfig:
-        """A narrow LNet for CPU training (about 1/8 of AlexNet's C1-C5 FLOPs), no classifier."""
-        kw = dict(channels=(32, 96, 160, 128, 128), head_hidden=256, num_classes=0)
-        kw.update(overrides)
-        return cls(**kw)
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)

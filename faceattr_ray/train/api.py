@@ -15,6 +15,7 @@ import uuid
 from torch import nn
 
 from faceattr_ray.errors import BundleError
+from faceattr_ray.presets import architecture
 from faceattr_ray.runtime import DECODE_CPUS
 from faceattr_ray.train import common
 
@@ -33,14 +34,9 @@ DEFAULTS: dict = {
     # finetune: background-only image paths, LNet training rows with every tag absent
     "negatives": None,
 }
-# --smoke-test: a few-thousand-parameter model, a handful of images, 2 steps, in-process.
-SMOKE = {
-    "epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True, "use_gpu": False,
-    "lnet": {"channels": [8, 16, 16, 16, 16], "head_hidden": 16, "classifier_hidden": 16,
-             "input_size": 99},
-    "anet": {"patch_size": 64, "grid": 2, "patch_stride": 4, "channels": [4, 8, 8, 8],
-             "feature_dim": 16},
-}
+# --smoke-test: the "smoke" preset's networks, a handful of images, 2 steps, in-process.
+SMOKE = {"epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True,
+         "use_gpu": False, **architecture("smoke")}
 
 
 def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dict:
