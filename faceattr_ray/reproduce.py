@@ -9,7 +9,7 @@
       │   as the paper fits its SVMs); C, and per attribute SVM vs ANet's own tag layer,
       │   chosen on val identities held out of that fit
       ├─ threshold: LNet cascade max scores, WILD val faces vs backgrounds
-      └─ evaluate on the test split (the only use of test) ──> DIR/model, DIR/report
+      └─ evaluate on the test split (the only use of test) ──> DIR/model, DIR/report (the results)
 
 Every training setting of a real run lives in `RECIPE` below (`SMOKE` shrinks it for
 `--smoke-test`; `--recipe JSON` overrides any key). The demo runs the same `build_model` with
@@ -18,9 +18,9 @@ its own tiny recipe on generated faces.
 Trainer: Ray Train (`api.fit` with ``local=False``; checkpoints under DIR/work/ray_results,
 rerunning resumes) or the same step loop in-process. ``"auto"`` picks Ray Train on a cluster
 (``--address``) or when the embedded Ray has a GPU or more than 4 CPUs, and in-process
-otherwise: on a 2-core machine Ray Train's decode tasks and its worker share the same two
-cores, and ANet fine-tuning ran at 72 images/s there against 300 in-process (measured on
-celeba-mini, batch 64). The SVM heads are solved on Ray (the distributed Newton solver) either way.
+otherwise: on a small machine Ray Train's decode tasks and its worker share the same few
+cores, so the in-process loop is faster there (README, results). The SVM heads are solved on
+Ray (the distributed Newton solver) either way.
 """
 
 from __future__ import annotations
@@ -53,15 +53,14 @@ RECIPE: dict = {
     "lnet_arch": architecture("cpu")["lnet"],
     # Options of each training job (train.api.make_config keys: epochs, lr, batch_size,
     # weight_decay, momentum, augment, similarity_weight, images_per_identity, max_steps ...).
-    # Identity pre-training (the paper's step) is off by default: celeba-mini has ~2.2 images per
-    # identity, and 2 epochs (267 s) left identity accuracy at chance (0.001 over 1,795
-    # identities; bench/celeba_recipe.py). `--recipe '{"anet_pretrain": {"epochs": 8}}'` runs it.
+    # Identity pre-training (the paper's step) is off by default: it needs several images per
+    # identity, and celeba-mini has about 2 (README, results).
+    # `--recipe '{"anet_pretrain": {"epochs": 8}}'` runs it.
     "anet_pretrain": {"epochs": 0, "batch_size": 32, "optimizer": "adamw", "lr": 0.002,
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
                       "min_images": 2},
     "lnet_finetune": {"epochs": 3, "lr": 0.01, "batch_size": 32, "headshoulder": "lnet_o"},
-    # Chosen on val by bench/celeba_recipe.py (24 vs 9 epochs: 88.88% vs 87.84% val accuracy of
-    # ANet's own tag layer; about 20 s an epoch on an idle 2-core CPU).
+    # Chosen on val by bench/celeba_recipe.py, never on test (figures in the README).
     "anet_finetune": {"epochs": 24, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1},
     "heads": {
@@ -74,7 +73,7 @@ RECIPE: dict = {
         "patches": True,  # one SVM sample per patch (the paper) rather than the patch mean
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
-    "localization_check": 300,  # test scenes scored for the report's localization figure
+    "localization_check": 300,  # test scenes scored for the results' localization figure
 }
 
 # --smoke-test: tiny networks, a handful of images, 2 steps per job (seconds, not minutes).
@@ -105,7 +104,7 @@ def merge(base: dict, overrides: dict | None) -> dict:
 
 
 class Timer:
-    """Wall time of each named stage, in order (recorded in the report)."""
+    """Wall time of each named stage, in order (recorded in the results)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -238,7 +237,7 @@ def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int)
 def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     """Linear heads from val features (+ train with fit_splits). Per attribute: an SVM, C
     chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
-    those same images ("best"). Returns (LinearHeads, info for the report)."""
+    those same images ("best"). Returns (LinearHeads, info for the results)."""
     from faceattr_ray.data.celeba import read_celeba
     from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
     from faceattr_ray.metrics import attribute_metrics
@@ -316,7 +315,7 @@ def calibrate(model: str, wild: str, backgrounds: list[str], recipe: dict, plot:
 
 
 def localization_check(model: str, wild: str, count: int) -> dict:
-    """On WILD's test scenes: share whose dominant face is found at IoU >= 0.5 (report only)."""
+    """On WILD's test scenes: share whose dominant face is found at IoU >= 0.5 (in the results only)."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.crops import box_iou
     from faceattr_ray.data.celeba import read_celeba
@@ -349,13 +348,13 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
                 seed: int = 0, limit: int | None = None, address: str | None = None,
                 timer: Timer | None = None) -> dict:
     """Everything up to a calibrated bundle in OUT/model (no test split used). Returns facts
-    for the report: wild root, backgrounds, heads and calibration info."""
+    for the results: wild root, backgrounds, heads and calibration info."""
     from faceattr_ray.bundle import load_bundle, write_heads_bundle
     from faceattr_ray.train import api
 
     timer = timer or Timer()
-    work, model, report = (os.path.join(out, d) for d in ("work", "model", "report"))
-    os.makedirs(report, exist_ok=True)
+    work, model, results = (os.path.join(out, d) for d in ("work", "model", "report"))
+    os.makedirs(results, exist_ok=True)
     with timer.stage("data"):
         wild, bgs = make_wild(root, work, recipe, backgrounds, seed)
     nets, cfg = train_networks(root, wild, work, recipe, timer, seed, limit, address)
@@ -368,7 +367,7 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "
               f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
-        calibration = calibrate(model, wild, bgs, recipe, os.path.join(report, "threshold.png"))
+        calibration = calibrate(model, wild, bgs, recipe, os.path.join(results, "threshold.png"))
         print(f"[reproduce] threshold {calibration['threshold']:.4g}: face recall "
               f"{calibration['face_recall']:.3f}, background rejection "
               f"{calibration['background_rejection']:.3f}")
@@ -379,7 +378,8 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
 
 def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None = None,
               seed: int = 0, limit: int | None = None, address: str | None = None) -> dict:
-    """The protocol end to end; writes OUT/model and OUT/report; returns the report dict."""
+    """The protocol end to end; writes OUT/model and its results to OUT/report (report.json,
+    table.md, plots); returns the results."""
     from faceattr_ray.attributes import paper_reference
     from faceattr_ray.evaluation.evaluate import evaluate_celeba
     from faceattr_ray.metrics import format_table
@@ -392,7 +392,7 @@ def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None =
         localization = localization_check(built["model"], built["wild"],
                                           recipe["localization_check"])
     reference = paper_reference(metrics["attributes"])
-    report = {
+    results = {
         "celeba_root": os.path.abspath(root), "model": built["model"], "seed": seed,
         "limit": limit, "recipe": recipe,
         "test": metrics, "mean_accuracy": metrics["mean"]["accuracy"],
@@ -404,9 +404,9 @@ def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None =
         "stage_seconds": timer.seconds, "total_seconds": round(time.perf_counter() - start, 1),
         "machine": _machine(),
     }
-    write_report(os.path.join(out, "report"), report, reference)
+    write_results(os.path.join(out, "report"), results, reference)
     print(format_table(metrics, reference=reference))
-    return report
+    return results
 
 
 def _machine() -> dict:
@@ -423,7 +423,7 @@ def percent(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-# --- the report -------------------------------------------------------------------------------
+# --- the results ------------------------------------------------------------------------------
 
 
 def markdown_table(metrics: dict, reference: dict[str, float]) -> str:
@@ -469,21 +469,21 @@ def plot_accuracy(metrics: dict, reference: dict[str, float], path: str) -> None
     fig.savefig(path)
 
 
-def write_report(folder: str, report: dict, reference: dict[str, float]) -> None:
+def write_results(folder: str, results: dict, reference: dict[str, float]) -> None:
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "report.json"), "w") as f:
-        json.dump(report, f, indent=1, default=str)
-    t = report["stage_seconds"]
+        json.dump(results, f, indent=1, default=str)
+    t = results["stage_seconds"]
     with open(os.path.join(folder, "table.md"), "w") as f:
-        f.write(f"# reproduce: {report['celeba_root']}\n\n"
-                f"Test split: {report['test']['images']} images. Mean accuracy "
-                f"**{_cell(report['mean_accuracy'])}%** (majority baseline "
-                f"{_cell(report['majority_baseline'])}%, paper on full CelebA "
-                f"{_cell(report['paper_mean_accuracy'])}%). Total "
-                f"{report['total_seconds'] / 60:.1f} min on {report['machine']['cpus']} CPUs; "
+        f.write(f"# reproduce: {results['celeba_root']}\n\n"
+                f"Test split: {results['test']['images']} images. Mean accuracy "
+                f"**{_cell(results['mean_accuracy'])}%** (majority baseline "
+                f"{_cell(results['majority_baseline'])}%, paper on full CelebA "
+                f"{_cell(results['paper_mean_accuracy'])}%). Total "
+                f"{results['total_seconds'] / 60:.1f} min on {results['machine']['cpus']} CPUs; "
                 f"stages (s): {', '.join(f'{k} {v:.0f}' for k, v in t.items())}.\n\n")
-        f.write(markdown_table(report["test"], reference) + "\n")
-    plot_accuracy(report["test"], reference, os.path.join(folder, "accuracy.png"))
+        f.write(markdown_table(results["test"], reference) + "\n")
+    plot_accuracy(results["test"], reference, os.path.join(folder, "accuracy.png"))
 
 
 # --- the recipe of a run --------------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ def run(args) -> int:
         raise DataError(f"no background images found in {' '.join(args.backgrounds)}")
     limit = args.limit or (64 if args.smoke_test else None)
     init_ray(args.address, args.num_cpus)
-    report = reproduce(args.celeba_root, args.out, recipe, backgrounds, args.seed, limit,
+    results = reproduce(args.celeba_root, args.out, recipe, backgrounds, args.seed, limit,
                        args.address)
-    print(f"test mean accuracy {percent(report['mean_accuracy'])} on {report['test']['images']} "
-          f"images (majority baseline {percent(report['majority_baseline'])}, paper "
-          f"{percent(report['paper_mean_accuracy'])} on full CelebA); "
-          f"{report['total_seconds'] / 60:.1f} min")
-    print(f"model: {report['model']}  report: {os.path.join(args.out, 'report')}")
+    print(f"test mean accuracy {percent(results['mean_accuracy'])} on {results['test']['images']} "
+          f"images (majority baseline {percent(results['majority_baseline'])}, paper "
+          f"{percent(results['paper_mean_accuracy'])} on full CelebA); "
+          f"{results['total_seconds'] / 60:.1f} min")
+    print(f"model: {results['model']}  results: {os.path.join(args.out, 'report')}")
     return 0

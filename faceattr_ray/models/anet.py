@@ -42,9 +42,9 @@ class ANetConfig:
     num_identities: int = 0
     kernels: tuple = (9, 5, 5, 3)   # C1..C4 kernel sizes (valid, stride 1)
     # Batch norm after each of C1..C4 (before its pool/ReLU). Off by default so bundles written
-    # without it keep loading; training from scratch on a few thousand faces wants it on (see
-    # bench/celeba_recipe.py). In eval mode it is a per-channel affine map, so the one-pass
-    # extraction still equals patch by patch.
+    # without it keep loading; training from scratch on a few thousand faces wants it on. In
+    # eval mode it is a per-channel affine map, so the one-pass extraction still equals patch by
+    # patch.
     batch_norm: bool = False
     dropout: float = 0.0            # on FC features before the heads, training only
 

@@ -14,10 +14,8 @@ Two heads read C5, both dropped at inference:
   localization head of Oquab et al. (CVPR 2015). Why offer it: an FC head must learn each of the
   36 positions separately, and trained from scratch on a few thousand in-the-wild images it stays
   at the label prior; the maximum is the same wherever the face is, and an attribute is read off
-  where its evidence is strongest. Measured by bench/localization.py: with it the LNet learns the
-  tags on wild images and its map peaks on the face a little more often, but at CPU scale the
-  boxes from the maps still miss (README, localization notes). ``attribute_maps`` runs either
-  head as convolutions over any input (paper Fig. 9).
+  where its evidence is strongest (what it measured: README, localization notes).
+  ``attribute_maps`` runs either head as convolutions over any input (paper Fig. 9).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from faceattr_ray import __version__
 
-STATUSES = ("ok", "no_face", "error")
 FIXED_COLUMNS = (
     "path", "image_width", "image_height", "status", "error", "face_index", "box",
     "face_score", "model_version",

@@ -2,7 +2,7 @@
 
 A job (see `Job`) says how to build its network, which rows (paths + labels) make each split,
 how a batch of rows becomes pixels (decode + augment, on CPU: in Ray Data `map_batches` tasks,
-or in-process for the local path) and what its loss is. `train_epoch` and `evaluate` are the only
+or in-process for the local path) and what its loss is. `train_epoch` and `validate` are the only
 step loops; `ray_worker_loop` (Ray Train, DDP, checkpoints, resume) and `fit_local` (plain Python,
 no Ray) both call them.
 """
@@ -148,8 +148,7 @@ def lr_factor(cfg: dict, progress: float) -> float:
     """Multiplier of cfg["lr"] at `progress` (0 = start, 1 = end of the last epoch).
 
     "constant": 1 (after warm-up). "cosine": linear warm-up over `warmup_epochs`, then cosine
-    decay to 0 at the end: on a few thousand images a decaying rate gains clearly over a
-    constant one (bench/celeba_recipe.py).
+    decay to 0 at the end (a decaying rate settles a small training set; figures in the README).
     """
     schedule = cfg.get("schedule", "constant")
     if schedule not in SCHEDULES:
@@ -214,7 +213,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[dict], job: Job, cfg: dict,
+def validate(model: nn.Module, batches: Iterable[dict], job: Job, cfg: dict,
              device: torch.device) -> dict[str, float]:
     """Loss and accuracy sums over `batches` (the validation split), no gradients."""
     model.eval()
@@ -387,7 +386,7 @@ def ray_worker_loop(cfg: dict) -> None:
         if cfg.get("has_val"):
             val_batches = ray.train.get_dataset_shard("val").iter_torch_batches(
                 batch_size=per_worker)
-            val = evaluate(unwrap(model), val_batches, job, cfg, device)
+            val = validate(unwrap(model), val_batches, job, cfg, device)
             val = _all_reduce_sums(val, _SUM_KEYS[:4], device)
         metrics = epoch_metrics(epoch, stats, val, world)
         metrics["start_epoch"] = start_epoch  # > 0 when this attempt resumed from a checkpoint
@@ -513,7 +512,7 @@ def fit_local(cfg: dict, init_state: dict | None = None,
         stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
         val = None
         if val_rows:
-            val = evaluate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False, rng),
+            val = validate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False, rng),
                            job, cfg, device)
         metrics = epoch_metrics(epoch, stats, val, 1)
         metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock

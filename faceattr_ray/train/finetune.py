@@ -12,9 +12,9 @@ names come from the data.
 
 ``negatives`` (a list of image paths, optional): background-only images added to both LNets'
 training rows with every tag absent. Still image-level tags and no boxes: an image with no face
-shows none of the attributes. The idea: with in-the-wild training images the clutter otherwise
-costs the LNets nothing, and their averaged maps light up on it as much as on the face. Measured
-(bench/localization.py --negatives 1000): no better at CPU scale, so off unless asked for.
+shows none of the attributes. Why: with in-the-wild training images the clutter otherwise costs
+the LNets nothing, and their averaged maps light up on it as much as on the face. Off unless
+asked for (what it measured: README, localization notes).
 """
 
 from __future__ import annotations
