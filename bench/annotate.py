@@ -9,6 +9,7 @@ resident set of the whole process tree (driver + raylet + workers), sampled ever
 
     python bench/annotate.py                      # 2,000 vs 10,000 images (about 10 minutes)
     python bench/annotate.py --small 200 --large 1000 --bare 200    # quick look
+    python bench/annotate.py --smoke-test         # 8 small images, the tiny preset
 """
 
 from __future__ import annotations
@@ -130,7 +131,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--unique", type=int, default=500,
                    help="distinct generated images; larger inputs hard-link them under new names")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="8 small images, the tiny preset: the plumbing, not the figures")
     args = p.parse_args()
+    preset = "cpu"
+    if args.smoke_test:
+        args.small, args.large, args.bare, args.unique = 8, 8, 8, 8
+        args.size, args.batch_size, preset = (96, 80), 4, "tiny"
 
     from faceattr_ray.bundle import save_bundle
     from faceattr_ray.presets import build_bundle
@@ -140,7 +147,7 @@ def main() -> None:
         model = args.model
         if model is None:
             model = os.path.join(work, "model")
-            save_bundle(model, build_bundle("cpu", seed=0))
+            save_bundle(model, build_bundle(preset, seed=0))
         unique = make_unique_images(os.path.join(work, "unique"), args.unique, tuple(args.size))
         dirs = {n: link_images(os.path.join(work, f"images-{n}"), unique, n)
                 for n in sorted({args.small, args.large})}  # fmt: skip
@@ -148,15 +155,19 @@ def main() -> None:
         bare_paths = sorted(os.path.join(dirs[args.small], f)
                             for f in os.listdir(dirs[args.small]))[:n_bare]  # fmt: skip
         print(f"setting: {os.cpu_count()} CPUs, images {args.size[0]}x{args.size[1]} generated, "
-              f"batch {args.batch_size}, model {'cpu preset' if args.model is None else model}")
+              f"batch {args.batch_size}, model "
+              f"{f'{preset} preset' if args.model is None else model}")
         # Side by side: bare loop, then the pipeline on the same images, then the large run.
         bare = run_bare_loop(bare_paths, model, args.batch_size)
         pipe, peak_small = run_pipeline(dirs[args.small], model, os.path.join(work, "out-s"),
                                         args.batch_size)  # fmt: skip
         split, _ = run_pipeline(dirs[args.small], model, os.path.join(work, "out-split"),
                                 args.batch_size, stages="split")  # fmt: skip
-        pipe_large, peak_large = run_pipeline(dirs[args.large], model,
-                                              os.path.join(work, "out-l"), args.batch_size)
+        if args.large == args.small:  # one size asked for: the small run is the large one
+            pipe_large, peak_large = pipe, peak_small
+        else:
+            pipe_large, peak_large = run_pipeline(dirs[args.large], model,
+                                                  os.path.join(work, "out-l"), args.batch_size)
         print(f"bare loop: {bare:.1f} images/s over {n_bare} images")
         print(f"pipeline:  {pipe:.1f} images/s over {args.small} images, {pipe_large:.1f} over "
               f"{args.large} (each includes actor start-up and model loading)")

@@ -15,6 +15,7 @@ with the setting and the wall time of every stage:
 
     python bench/celeba_recipe.py --setting bn_adamw_cos --quick   # a short screening run
     python bench/celeba_recipe.py --setting ep24 --test            # the chosen recipe
+    python bench/celeba_recipe.py --smoke-test     # seconds: generated faces, tiny ANet, --test
 
 Last line: JSON with the setting, figures and stage times.
 """
@@ -25,12 +26,15 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
+
+from faceattr_ray.presets import architecture
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "celeba-mini")
 
@@ -75,6 +79,12 @@ SETTINGS: dict[str, dict] = {
         anet=BN, finetune={**ADAMW_COS, "epochs": 8},
         pretrain={"epochs": 2, "batch_size": 32, **ADAMW_COS, "warmup_epochs": 0.5,
                   "similarity_weight": 0.1}),
+    # --smoke-test: every stage (identity pre-training, fine-tuning, heads, the test path) on
+    # the smoke preset's ANet, 2 steps each.
+    "smoke": _setting(
+        anet={**architecture("smoke")["anet"], **BN}, heads={"C": [1.0]},
+        finetune={**ADAMW_COS, "epochs": 1, "max_steps": 2, "batch_size": 8},
+        pretrain={"epochs": 1, "max_steps": 2, "batch_size": 8, "similarity_weight": 0.1}),
     "bn_adamw_cos_pre": _setting(
         anet=BN, finetune=ADAMW_COS,
         pretrain={"epochs": 10, "batch_size": 32, **ADAMW_COS, "similarity_weight": 0.1}),
@@ -199,16 +209,15 @@ def run(name: str, setting: dict, data: str, quick: float, test: bool, out: str 
 
 
 def _replace_heads(bundle_dir: str, heads) -> None:
-    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.bundle import load_bundle, write_heads_bundle
 
-    bundle = load_bundle(bundle_dir)
-    bundle.heads = heads.to_arrays()
-    save_bundle(bundle_dir, bundle)
+    write_heads_bundle(bundle_dir, heads, load_bundle(bundle_dir), {"protocol": "celeba_recipe"})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    p.add_argument("--setting", choices=sorted(SETTINGS), default=None,
+                   help="the recipe to run (required unless --smoke-test)")
     p.add_argument("--data", default=DATA)
     p.add_argument("--quick", type=float, default=1.0,
                    help="scale every stage's epochs (screening runs)")
@@ -217,7 +226,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-split", default="test",
                    help="the split --test scores (val: a dry run of that path, no test figure)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="the 'smoke' setting with --test on 120 generated faces (seconds)")
     args = p.parse_args()
+    scratch = None
+    if args.smoke_test:
+        from faceattr_ray.data.synthetic import write_aligned
+
+        scratch = tempfile.mkdtemp(prefix="celeba_recipe_smoke_")
+        args.setting, args.test = "smoke", True
+        args.data = write_aligned(os.path.join(scratch, "faces"), 120, identities=30, seed=0)
+        args.out = args.out or os.path.join(scratch, "bundle")
+    elif args.setting is None:
+        p.error("--setting is required (or --smoke-test)")
     if not os.path.isdir(args.data):
         sys.exit(f"no data at {args.data}")
     setting = copy.deepcopy(SETTINGS[args.setting])
@@ -226,8 +247,12 @@ def main() -> None:
             setting[stage]["seed"] = args.seed
     print(f"setting {args.setting}: {json.dumps(setting)}  quick={args.quick}  "
           f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores", flush=True)
-    result = run(args.setting, setting, args.data, args.quick, args.test, args.out,
-                 args.test_split)
+    try:
+        result = run(args.setting, setting, args.data, args.quick, args.test, args.out,
+                     args.test_split)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(result))
 
 

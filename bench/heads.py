@@ -8,6 +8,7 @@ biases, like CelebA).
 
     python bench/heads.py                                   # 4000 images x 4 patches x 128
     python bench/heads.py --images 20000 --dim 256 --attributes 40 --num-cpus 2
+    python bench/heads.py --smoke-test                      # seconds: 200 images x 16
 
 Last line: JSON {"rows", "dim", "attributes", "C", "liblinear_s", "ray_s", "speed_ratio",
 "liblinear_accuracy", "ray_accuracy", "accuracy_diff_points", "ray_passes"}.
@@ -42,8 +43,14 @@ def main() -> None:
     p.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the embedded Ray")
     p.add_argument("--rows-per-block", type=int, default=1000, help="images per Ray block")
+    p.add_argument("--test-images", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke-test", action="store_true",
+                   help="200 images x 16 features, 3 attributes, one C: the plumbing in seconds")
     args = p.parse_args()
+    if args.smoke_test:
+        args.images, args.dim, args.attributes, args.C = 200, 16, 3, [1.0]
+        args.rows_per_block, args.test_images = 100, 200
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     import ray
@@ -52,7 +59,7 @@ def main() -> None:
 
     names = [f"attr_{i}" for i in range(args.attributes)]
     x, y = make_data(args.images, args.patches, args.dim, args.attributes, args.seed)
-    xt, yt = make_data(5000, args.patches, args.dim, args.attributes, args.seed + 1)
+    xt, yt = make_data(args.test_images, args.patches, args.dim, args.attributes, args.seed + 1)
     kw = {"C": tuple(args.C), "seed": args.seed}
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
 

@@ -6,6 +6,7 @@ reports a 6x speed-up for its one-pass scheme (Liu et al. 2015, Sec. 2.2).
 
     python bench/one_pass.py                    # batch of 8 windows, 1 thread, 9 repeats
     python bench/one_pass.py --batch 1 --threads 2
+    python bench/one_pass.py --smoke-test       # seconds: one window, one repeat
 
 Last line: JSON {"patches", "patch_by_patch_ms", "one_pass_ms", "speedup", "max_abs_diff"}.
 """
@@ -35,7 +36,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke-test", action="store_true",
+                   help="one window, one repeat, no warm-up: the plumbing in seconds")
     args = p.parse_args()
+    if args.smoke_test:
+        args.batch, args.repeats, args.warmup = 1, 1, 0
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

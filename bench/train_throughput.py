@@ -7,6 +7,7 @@ the last epoch's (the first warms up): images/s summed over workers, and per wor
 
     python bench/train_throughput.py                       # ANet fine-tuning, 256 images
     python bench/train_throughput.py --net lnet_o --images 128 --epochs 2
+    python bench/train_throughput.py --smoke-test         # one small Ray Train fit, 1 worker
 
 Last line: JSON {"net", "images", "batch_size", "workers": {"1": {...}, "2": {...}}, "speedup"}.
 """
@@ -29,12 +30,19 @@ def main() -> None:
     p.add_argument("--num-cpus", type=int, default=4, help="CPUs of the local Ray")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke-test", action="store_true",
+                   help="16 images, 1 epoch, 1 worker, the smoke preset's networks")
     args = p.parse_args()
+    preset = "cpu"
+    if args.smoke_test:
+        args.images, args.epochs, args.batch_size, args.workers = 16, 1, 8, [1]
+        preset = "smoke"
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     import ray
 
     from faceattr_ray.data.synthetic import write_aligned
+    from faceattr_ray.presets import architecture
     from faceattr_ray.train import api
 
     results = {}
@@ -47,7 +55,8 @@ def main() -> None:
                 _, metrics, cfg = api.finetune(
                     root, nets=(args.net,), epochs=args.epochs, batch_size=args.batch_size,
                     num_workers=workers, seed=args.seed, storage_path=os.path.join(tmp, "runs"),
-                    lnet={"channels": [32, 96, 160, 128, 128], "head_hidden": 256})
+                    lnet=architecture(preset)["lnet"],
+                    anet=architecture(preset)["anet"] if args.smoke_test else None)
                 m = metrics[args.net]
                 results[str(workers)] = {
                     "images_per_s": round(m["images_per_s"], 2),

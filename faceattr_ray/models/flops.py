@@ -35,7 +35,7 @@ def network_flops(lnet_o: LNet | None, lnet_s: LNet | None, anet: ANet) -> list[
                  "flops": count_flops(anet, torch.zeros(1, 3, p, p, device=dev))})
     win = torch.zeros(1, 3, w, w, device=dev)
     g = cfg.grid * cfg.grid
-    rows.append({"network": "anet", "what": f"{g} patches, one pass ({w}x{w} window)",
+    rows.append({"network": "anet", "what": f"{g} patches, one pass ({w}x{w} face crop)",
                  "flops": count_flops(anet.patch_features, win)})
     rows.append({"network": "anet", "what": f"{g} patches, patch by patch",
                  "flops": count_flops(anet.patch_features_naive, win)})

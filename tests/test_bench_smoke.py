@@ -1,0 +1,103 @@
+"""Every script in bench/ (the figures of the README come from them) runs end to end with
+--smoke-test, so none can break unnoticed. Seconds each, except the two that start Ray pipelines
+or Ray Train, and the last line of each is its JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "bench")) if f.endswith(".py"))
+
+
+def _smoke(script: str, *args: str) -> list[str]:
+    """Run ``bench/SCRIPT --smoke-test ARGS`` with this checkout first on the path; its stdout
+    lines."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), "--smoke-test",
+                           *args], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()
+
+
+def test_every_bench_script_has_a_smoke_test_here():
+    tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "localization.py",
+              "one_pass.py", "train_throughput.py"}
+    assert set(SCRIPTS) == tested
+    for script in SCRIPTS:
+        with open(os.path.join(ROOT, "bench", script)) as f:
+            assert "--smoke-test" in f.read(), script
+
+
+def test_flops():
+    result = json.loads(_smoke("flops.py")[-1])
+    assert all(v > 0 for v in result.values())
+    one_pass = next(v for k, v in result.items() if "one pass" in k)
+    naive = next(v for k, v in result.items() if "patch by patch" in k)
+    assert one_pass < naive
+
+
+def test_one_pass():
+    result = json.loads(_smoke("one_pass.py")[-1])
+    assert result["patches"] == 25 and result["max_abs_diff"] < 1e-4
+    assert result["one_pass_ms"] > 0 and result["patch_by_patch_ms"] > 0
+
+
+def test_heads():
+    result = json.loads(_smoke("heads.py")[-1])
+    assert result["rows"] == 800 and result["attributes"] == 3
+    assert abs(result["accuracy_diff_points"]) < 1.0  # both solvers solve the same problem
+
+
+def test_celeba_recipe():
+    lines = _smoke("celeba_recipe.py")
+    result = json.loads(lines[-1])
+    assert result["setting"] == "smoke"
+    for key in ("val_head", "val_svm_cv", "test_svm", "test_head", "test_majority"):
+        assert 0.0 <= result["figures"][key] <= 1.0, key
+    assert any("TEST" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_annotate():
+    result = json.loads(_smoke("annotate.py")[-1])
+    assert result["pipeline_images_per_s"] > 0 and result["bare_loop_images_per_s"] > 0
+    assert result["split_pools_images_per_s_small"] > 0 and result["peak_rss_mb_small"] > 0
+
+
+@pytest.mark.slow
+def test_train_throughput():
+    result = json.loads(_smoke("train_throughput.py")[-1])
+    assert result["workers"]["1"]["images_per_s"] > 0 and result["workers"]["1"]["epoch_images"]
+
+
+def test_localization_prints_the_setting_and_a_json_of_rates(tmp_path):
+    lines = _smoke("localization.py", "--data", "generated", "--workdir",
+                   str(tmp_path / "work"), "--figures", "1")
+    assert lines[0].startswith("setting: generated people")
+    result = json.loads(lines[-1])
+    for key in ("lnet_recall_iou50", "cascade_recall_iou50", "lnet_tpr_fppi01",
+                "cascade_tpr_fppi01", "lnet_recall_iou50_any", "cascade_recall_iou50_any",
+                "lnet_raw_maps_recall_iou50", "calibration_balanced_accuracy",
+                "lnet_hs_holds_face", "lnet_hs_area_share", "lnet_peak_in_face"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["lnet_fppi"] >= 0 and result["cascade_fppi"] >= 0
+    # Recall can only fall as the required overlap rises.
+    for name in ("lnet_recall_vs_iou", "cascade_recall_vs_iou"):
+        curve = [result[name][t] for t in sorted(result[name], key=float)]
+        assert curve == sorted(curve, reverse=True)
+    assert result["data"] == "generated" and result["test_images"] > 0
+    assert result["test_backgrounds"] > 0 and result["train_images"] > result["test_images"]
+    assert set(result["seconds"]) >= {"data_s", "train_lnet_o_s", "train_lnet_s_s", "test_s"}
+    # --workdir keeps a bundle with the calibrated threshold and a figure.
+    from faceattr_ray.bundle import load_bundle
+
+    bundle = load_bundle(str(tmp_path / "work" / "bundle"))
+    assert bundle.threshold == pytest.approx(result["threshold"], abs=1e-6)
+    assert any(f.startswith("figure_") for f in os.listdir(tmp_path / "work"))
