@@ -6,6 +6,7 @@ from __future__ import annotations
 def run(args) -> int:
     """Write generated people (CelebA layout) or backgrounds under ``--out``."""
     from faceattr_ray.data.paste import paste_faces
+    from faceattr_ray.data.sources import list_inputs
     from faceattr_ray.data.synthetic import (
         ALIGNED_SIZE,
         write_aligned,
@@ -16,39 +17,22 @@ def run(args) -> int:
     from faceattr_ray.errors import DataError
 
     size = tuple(args.size) if args.size else None
+    scene = size or (256, 192)
     kind = args.kind
     if kind == "aligned":
         write_aligned(args.out, args.count, args.identities, args.seed, size or ALIGNED_SIZE)
     elif kind == "wild":
-        write_wild(
-            args.out,
-            args.count,
-            args.identities,
-            args.seed,
-            size or (256, 192),
-            max_people=args.max_people,
-            distractor_rate=args.distractor_rate,
-        )
+        write_wild(args.out, args.count, args.identities, args.seed, scene,
+                   max_people=args.max_people, distractor_rate=args.distractor_rate)
     elif kind == "backgrounds":
-        write_backgrounds(args.out, args.count, args.seed, size or (256, 192))
+        write_backgrounds(args.out, args.count, args.seed, scene)
     elif kind == "distractors":
-        write_distractors(args.out, args.count, args.seed, size or (256, 192))
+        write_distractors(args.out, args.count, args.seed, scene)
     elif kind == "paste":
         if not args.faces_from:
             raise DataError("--kind paste needs --faces-from (a CelebA-layout root)")
-        bgs = None
-        if args.backgrounds_from:
-            from faceattr_ray.data.sources import list_inputs
-
-            bgs = list_inputs([args.backgrounds_from])
-        paste_faces(
-            args.faces_from,
-            args.out,
-            args.count,
-            args.seed,
-            size or (256, 192),
-            max_people=args.max_people,
-            backgrounds=bgs,
-        )
+        bgs = list_inputs([args.backgrounds_from]) if args.backgrounds_from else None
+        paste_faces(args.faces_from, args.out, args.count, args.seed, scene,
+                    max_people=args.max_people, backgrounds=bgs)
     print(f"wrote {args.count} {kind} images under {args.out}")
     return 0
