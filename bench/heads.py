@@ -56,12 +56,13 @@ def main() -> None:
     import ray
 
     from faceattr_ray.heads import fit_heads
+    from faceattr_ray.runtime import init_ray
 
     names = [f"attr_{i}" for i in range(args.attributes)]
     x, y = make_data(args.images, args.patches, args.dim, args.attributes, args.seed)
     xt, yt = make_data(args.test_images, args.patches, args.dim, args.attributes, args.seed + 1)
     kw = {"C": tuple(args.C), "seed": args.seed}
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    init_ray(num_cpus=args.num_cpus, log_to_driver=False)
 
     results = {}
     passes: list[int] = []

@@ -310,9 +310,11 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from faceattr_ray.bundle import Bundle
     from faceattr_ray.data.synthetic import read_all_faces, write_backgrounds
     from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
     from faceattr_ray.presets import preset_configs
+    from faceattr_ray.runtime import pick_device
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-localization-")
     os.makedirs(work, exist_ok=True)
@@ -356,9 +358,9 @@ def main(argv=None) -> dict:
               flush=True)
 
         if args.ray:
-            import ray
+            from faceattr_ray.runtime import init_ray
 
-            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+            init_ray(num_cpus=4, log_to_driver=False)
         lnet_o, lnet_s, metrics, cfg = train_lnets(args, root, aligned, lnet_cfg, timings,
                                                    negatives)
         accuracy = ", ".join(f"{k} {m.get('val_accuracy', float('nan')):.3f}"
@@ -366,12 +368,15 @@ def main(argv=None) -> dict:
         print(f"trained: {', '.join(f'{k[:-2]} {v:.0f} s' for k, v in timings.items())}; "
               f"val attribute accuracy {accuracy}", flush=True)
 
-        device = "cuda" if args.use_gpu and torch.cuda.is_available() else "cpu"
-        localizers = {"LNet": LNetLocalizer(lnet_o, lnet_s, threshold=None, baseline=baseline,
-                                            device=device)}
+        device = pick_device(use_gpu=args.use_gpu)
+        # The trained LNets read as the bundle this run saves will read them.
+        trained = Bundle(path=None, config={"preprocess": cfg["preprocess"]}, attributes=[],
+                         lnet_o=lnet_o, lnet_s=lnet_s, anet=None)
+        localizers = {"LNet": LNetLocalizer.from_bundle(trained, threshold=None,
+                                                        baseline=baseline, device=device)}
         if baseline is not None:  # the same networks, windows on the raw maps: what it adds
-            localizers["LNet raw maps"] = LNetLocalizer(lnet_o, lnet_s, threshold=None,
-                                                        baseline=None, device=device)
+            localizers["LNet raw maps"] = LNetLocalizer.from_bundle(
+                trained, threshold=None, baseline=None, device=device)
         start = time.perf_counter()
         val_faces, val_bgs = load_all(splits["val"]), load_all(bg_val)
         thresholds, calibration = {}, {}

@@ -43,12 +43,13 @@ def main() -> None:
 
     from faceattr_ray.data.synthetic import write_aligned
     from faceattr_ray.presets import architecture
+    from faceattr_ray.runtime import init_ray
     from faceattr_ray.train import api
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = write_aligned(os.path.join(tmp, "faces"), count=args.images, seed=args.seed)
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+        init_ray(num_cpus=args.num_cpus, log_to_driver=False)
         try:
             for workers in args.workers:
                 start = time.perf_counter()
