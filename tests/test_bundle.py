@@ -150,3 +150,17 @@ def test_info_prints_configs_attributes_and_flops(saved, capsys):
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Eyeglasses" in out and "GFLOPs" in out and "one pass" in out
+
+
+def test_model_version_is_the_hash_of_the_weights(tmp_path):
+    from faceattr_ray.pipeline.schema import model_version, table_metadata
+
+    a, b = make_bundle(), make_bundle()
+    b.heads["bias"] = b.heads["bias"] + 1.0
+    save_bundle(tmp_path / "a", a)
+    save_bundle(tmp_path / "b", b)
+    va, vb = model_version(a.config), model_version(b.config)
+    assert va.startswith("sha256:") and vb.startswith("sha256:") and va != vb
+    assert model_version(load_bundle(tmp_path / "a").config) == va
+    meta = json.loads(table_metadata(NAMES, a.config, a.threshold, "lnet")["faceattr_ray.model"])
+    assert meta["version"] == va and meta["hashes"] == a.config["files"]

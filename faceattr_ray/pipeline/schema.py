@@ -49,7 +49,7 @@ def table_metadata(attributes: list[str], bundle_config: dict, threshold: float 
         "faceattr_ray.model": json.dumps(
             {
                 "version": model_version(bundle_config),
-                "hashes": bundle_config.get("hashes", {}),
+                "hashes": bundle_config.get("files") or {},
                 "threshold": threshold,
                 "localizer": localizer,
             }
@@ -58,9 +58,10 @@ def table_metadata(attributes: list[str], bundle_config: dict, threshold: float 
 
 
 def model_version(bundle_config: dict) -> str:
-    """A short, stable name for the model: its declared version, else its weights' hash."""
+    """A short, stable name for the model: its declared version, else a hash of its files'
+    sha256 (``config["files"]``, which `save_bundle` writes)."""
     if bundle_config.get("model_version"):
         return str(bundle_config["model_version"])
-    hashes = bundle_config.get("hashes") or {}
+    hashes = bundle_config.get("files") or {}
     digest = "".join(v for _, v in sorted(hashes.items()))
     return "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:12] if digest else "unknown"
