@@ -70,3 +70,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+# Where CelebA's aligned crops hold the tight face box (fractions of the crop's width, height).
+ALIGNED_FACE_BOX = (0.22, 0.33, 0.78, 0.86)
+
+
+def frame_face(box: Box, face_box: tuple[float, float, float, float] = ALIGNED_FACE_BOX) -> Box:
+    """The framing rule: the rectangle around a tight face box in which that box sits where
+    ``face_box`` says (by default as in an aligned CelebA crop), so a found face is cut out the
+    way ANet's aligned training faces were."""
+    x1, y1, x2, y2 = box
+    fx1, fy1, fx2, fy2 = face_box
+    w, h = (x2 - x1) / (fx2 - fx1), (y2 - y1) / (fy2 - fy1)
+    return (x1 - fx1 * w, y1 - fy1 * h, x1 - fx1 * w + w, y1 - fy1 * h + h)

@@ -8,6 +8,10 @@ Each preset is the keys of `LNetConfig` and `ANetConfig` that differ from their 
 - ``toy``: the demo's model: learns generated faces in about a minute on 2 cores.
 - ``cpu``: narrow LNets (about 1/8 of AlexNet's C1-C5 FLOPs) and the default ANet: what
   `reproduce` trains on a CPU and what the annotate benchmark runs.
+- ``wild``: what `reproduce` trains on a CPU: LNets that learn to find faces in real photos
+  from image-level tags (a stride-8 fully convolutional net, batch norm, one score map per tag
+  with the face tag first, max-pooled) and the default ANet with batch norm.
+- ``wild-smoke``: the same shapes, a few channels (tests, ``--smoke-test``).
 - ``paper``: AlexNet-sized LNets (torchvision's ImageNet weights load into them) and ANet.
 """
 
@@ -37,6 +41,17 @@ ARCHITECTURES: dict[str, dict[str, dict]] = {
     "cpu": {
         "lnet": {"channels": [32, 96, 160, 128, 128], "head_hidden": 256, "num_classes": 0},
         "anet": {},
+    },
+    "wild": {
+        "lnet": {"arch": "fcn", "channels": [16, 32, 64, 64, 96], "head_pool": "map_max",
+                 "face_tag": True, "num_classes": 0, "input_size": 128},
+        "anet": {"batch_norm": True},
+    },
+    "wild-smoke": {
+        "lnet": {"arch": "fcn", "channels": [8, 8, 16, 16, 16], "head_pool": "map_max",
+                 "face_tag": True, "num_classes": 0, "input_size": 64},
+        "anet": {"patch_size": 32, "grid": 2, "patch_stride": 4, "channels": [4, 8, 8, 8],
+                 "kernels": [5, 3, 3, 3], "feature_dim": 16, "batch_norm": True},
     },
     "paper": {"lnet": {}, "anet": {}},
 }

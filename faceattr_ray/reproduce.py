@@ -1,14 +1,17 @@
 """`faceattr-ray reproduce`: the paper's protocol end to end on any CelebA-layout root.
 
-    ROOT (aligned faces, train/val/test)
-      ├─ paste the faces onto backgrounds ──> WILD (in-the-wild scenes with known boxes)
+    ROOT (aligned faces, train/val/test) + BACKGROUNDS (real face-free photos; some kept apart)
       ├─ ANet: pre-train on the train split's identities (softmax + similarity loss)
-      ├─ LNet_o, LNet_s: fine-tune with attribute tags on WILD (LNet_s on LNet_o's head-shoulder boxes)
-      ├─ ANet: fine-tune with attribute tags on ROOT's face crops
+      ├─ LNet_o, LNet_s: train with image-level tags (face present + attributes) on scenes made
+      │   on the fly from train faces x train backgrounds (train/lnet_scenes.py); LNet_s on
+      │   head-shoulder windows with LNet_o's false proposals as hard negatives
+      ├─ ANet: fine-tune with attribute tags on ROOT's face crops, half of them as a localizer
+      │   finds them in the wild (pasted, turned, degraded, framed from a jittered box)
       ├─ heads: linear SVMs on ANet patch features of the val split (held-apart identities,
       │   as the paper fits its SVMs); C, and per attribute SVM vs ANet's own tag layer,
       │   chosen on val identities held out of that fit
-      ├─ threshold: LNet cascade max scores, WILD val faces vs backgrounds
+      ├─ localizer: box geometry and face threshold on scenes of val faces x held-apart
+      │   backgrounds
       └─ evaluate on the test split (the only use of test) ──> DIR/model, DIR/report (the results)
 
 Every training setting of a real run lives in `RECIPE` below (`SMOKE` shrinks it for
@@ -35,6 +38,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from faceattr_ray.crops import ALIGNED_FACE_BOX
 from faceattr_ray.errors import DataError
 from faceattr_ray.presets import architecture
 
@@ -43,14 +47,28 @@ from faceattr_ray.presets import architecture
 # test split is never used to choose them.
 RECIPE: dict = {
     "trainer": "auto",  # "auto", "ray" (Ray Train) or "local" (in-process); see module doc
-    "wild": {  # in-the-wild training images for the LNets: ROOT's faces pasted on backgrounds
+    # AlexNet-style LNets only (no face tag, e.g. the demo's toy): their in-the-wild training
+    # images, ROOT's faces pasted on backgrounds once, fine-tuned by api.finetune.
+    "wild": {
         "count": 2400, "size": [256, 192], "max_people": 2, "min_face": 28.0,
         "backgrounds": 300,  # generated backgrounds when --backgrounds is not given
     },
-    # Architectures (models.ANetConfig / LNetConfig keys): the "cpu" preset, ANet shared by
-    # pre-training and fine-tuning, with batch norm: it lets ANet train from scratch in minutes.
-    "anet_arch": {**architecture("cpu")["anet"], "batch_norm": True},
-    "lnet_arch": architecture("cpu")["lnet"],
+    # Architectures (models.ANetConfig / LNetConfig keys): the "wild" preset. Face-tag LNets
+    # train on scenes made on the fly ("lnets" below); ANet has batch norm, which lets it train
+    # from scratch in minutes.
+    "anet_arch": architecture("wild")["anet"],
+    "lnet_arch": architecture("wild")["lnet"],
+    # ANet reads a found face framed as an aligned CelebA crop frames its face (models.Preprocess)
+    "preprocess": {"face_box": list(ALIGNED_FACE_BOX)},
+    # Face-tag LNets (train/lnet_scenes.py): steps of fresh scenes, faces face_px wide in
+    # scene_size scenes (LNet_o), window_size head-shoulder windows (LNet_s).
+    "lnets": {"steps_o": 1400, "steps_s": 800, "batch_size": 32, "lr": 0.003,
+              "weight_decay": 1e-4, "scene_size": 128, "face_px": [22, 64], "window_size": 96,
+              "background_val_share": 0.25, "hard_negative_photos": None},
+    # Scenes of val faces on held-apart backgrounds that set the box geometry and threshold
+    # (at most max_false_per_image false detections there), and of test faces for the results.
+    "scenes": {"count": 120, "size": [500, 375], "face_px": [30, 120], "max_faces": 4,
+               "empty_share": 0.15, "max_false_per_image": 0.25, "test_count": 150},
     # Options of each training job (train.api.make_config keys: epochs, lr, batch_size,
     # weight_decay, momentum, augment, similarity_weight, images_per_identity, max_steps ...).
     # Identity pre-training (the paper's step) is off by default: it needs several images per
@@ -62,7 +80,9 @@ RECIPE: dict = {
     "lnet_finetune": {"epochs": 3, "lr": 0.01, "batch_size": 32, "headshoulder": "lnet_o"},
     # Chosen on val by bench/celeba_recipe.py, never on test (figures in the README).
     "anet_finetune": {"epochs": 24, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
-                      "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1},
+                      "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
+                      # share of training crops made as a localizer finds faces in photos
+                      "wild": {"share": 0.5, "face_px": [24, 110]}},
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
         "class_weight": None,
@@ -81,8 +101,11 @@ SMOKE: dict = {
     "trainer": "local",
     "wild": {"count": 40, "size": [128, 96], "max_people": 1, "min_face": 24.0,
              "backgrounds": 12},
-    "anet_arch": architecture("smoke")["anet"],
-    "lnet_arch": architecture("smoke")["lnet"],
+    "anet_arch": architecture("wild-smoke")["anet"],
+    "lnet_arch": architecture("wild-smoke")["lnet"],
+    "lnets": {"steps_o": 2, "steps_s": 2, "batch_size": 4, "scene_size": 64, "face_px": [16, 40],
+              "window_size": 48, "hard_negative_photos": 2},
+    "scenes": {"count": 4, "size": [160, 120], "face_px": [24, 60], "test_count": 4},
     "anet_pretrain": {"epochs": 1, "max_steps": 2, "batch_size": 8},
     "lnet_finetune": {"epochs": 1, "max_steps": 2, "batch_size": 4, "headshoulder": "boxes"},
     "anet_finetune": {"epochs": 1, "max_steps": 2, "batch_size": 8},
@@ -165,32 +188,46 @@ def _trainer_options(recipe: dict, work: str, address: str | None) -> dict:
             "use_gpu": ray.cluster_resources().get("GPU", 0) > 0}
 
 
-def train_networks(root: str, wild: str, work: str, recipe: dict, timer: Timer, seed: int,
-                   limit: int | None = None, address: str | None = None) -> tuple[dict, dict]:
-    """The three training stages. Returns ({lnet_o, lnet_s, anet}, finetune config of ANet)."""
+def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: Timer,
+                   seed: int, limit: int | None = None, address: str | None = None,
+                   backgrounds: list[str] | None = None) -> tuple[dict, dict]:
+    """The training stages. Returns ({lnet_o, lnet_s, anet}, finetune config of ANet).
+    Face-tag LNets train on scenes of ROOT's train faces x ``backgrounds``; AlexNet-style ones
+    on the WILD folder."""
     from faceattr_ray.train import api
 
     common = {**_trainer_options(recipe, work, address), "seed": seed, "limit": limit}
     print(f"[reproduce] trainer: {'in-process' if common['local'] else 'Ray Train'}")
     anet_arch, lnet_arch = dict(recipe["anet_arch"]), dict(recipe["lnet_arch"])
+    preprocess = recipe.get("preprocess") or {}
     init: dict = {}
     pre = recipe["anet_pretrain"]
     if pre.get("epochs", 0) > 0:
         with timer.stage("anet_pretrain"):
             init["anet"], metrics, _ = api.pretrain_anet(
-                root, **common, **pre, anet=anet_arch, run_name="anet-pretrain")
+                root, **common, **pre, anet=anet_arch, preprocess=preprocess,
+                run_name="anet-pretrain")
             print(f"[reproduce] identity pre-training: {_short(metrics)}")
-    ln = dict(recipe["lnet_finetune"])
-    headshoulder = ln.pop("headshoulder", "lnet_o")
-    with timer.stage("lnet_finetune"):
-        lnets, metrics, _ = api.finetune(wild, nets=("lnet_o", "lnet_s"),
-                                         headshoulder=headshoulder, **common, **ln,
-                                         lnet=lnet_arch, anet=anet_arch, run_name="lnets")
-        print(f"[reproduce] LNets: {json.dumps({k: _short(v) for k, v in metrics.items()})}")
+    anet_options = dict(recipe["anet_finetune"])
+    wild_crops = anet_options.pop("wild", None)
+    if uses_scenes(recipe):
+        with timer.stage("lnets"):
+            lnets, info = train_scene_lnets(root, backgrounds, recipe, seed, limit)
+            print(f"[reproduce] LNets: {json.dumps(info)}")
+        if wild_crops and wild_crops.get("share", 0) > 0:
+            anet_options["wild"] = {**wild_crops, "backgrounds": list(backgrounds)}
+    else:
+        ln = dict(recipe["lnet_finetune"])
+        headshoulder = ln.pop("headshoulder", "lnet_o")
+        with timer.stage("lnet_finetune"):
+            lnets, metrics, _ = api.finetune(wild, nets=("lnet_o", "lnet_s"),
+                                             headshoulder=headshoulder, **common, **ln,
+                                             lnet=lnet_arch, anet=anet_arch, run_name="lnets")
+            print(f"[reproduce] LNets: {json.dumps({k: _short(v) for k, v in metrics.items()})}")
     with timer.stage("anet_finetune"):
         anets, metrics, cfg = api.finetune(root, nets=("anet",), init=init, **common,
-                                           **recipe["anet_finetune"], anet=anet_arch,
-                                           run_name="anet")
+                                           **anet_options, anet=anet_arch,
+                                           preprocess=preprocess, run_name="anet")
         print(f"[reproduce] ANet: {_short(metrics['anet'])}")
     return {**lnets, "anet": anets["anet"]}, cfg
 
@@ -341,6 +378,129 @@ def localization_check(model: str, wild: str, count: int) -> dict:
             "mean_iou_when_found": float(np.mean(ious)) if ious else None}
 
 
+# --- face-tag LNets: scenes made on the fly ---------------------------------------------------
+
+
+def uses_scenes(recipe: dict) -> bool:
+    """Face-tag LNets train on scenes made on the fly; AlexNet-style ones on a WILD folder."""
+    return bool(recipe["lnet_arch"].get("face_tag"))
+
+
+def scene_backgrounds(backgrounds: list[str] | None, work: str, recipe: dict,
+                      seed: int) -> tuple[list[str], list[str], int]:
+    """(train, held-apart) background photos, and how many given files were unreadable.
+    Without real photos, generated clutter stands in, with a warning: LNets trained on it learn
+    "real texture = face" and do not localize real photos."""
+    from faceattr_ray.data.scenes import readable_backgrounds, split_backgrounds
+    from faceattr_ray.data.synthetic import write_backgrounds
+
+    skipped = 0
+    if backgrounds:
+        good, bad = readable_backgrounds(backgrounds)
+        skipped = len(bad)
+        if bad:
+            print(f"[reproduce] backgrounds: {len(bad)} unreadable files skipped "
+                  f"(first: {bad[0]})")
+    else:
+        warnings.warn("reproduce: no --backgrounds given; generated backgrounds stand in, and "
+                      "LNets trained on them will not localize faces in real photos", stacklevel=2)
+        good = write_backgrounds(os.path.join(work, "backgrounds"), 40, seed=seed, size=(320, 240))
+    train, val = split_backgrounds(good, recipe["lnets"]["background_val_share"])
+    print(f"[reproduce] backgrounds: {len(train)} for training, {len(val)} held apart")
+    return train, val or train, skipped
+
+
+def split_faces(root: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, h, w, 3) aligned crops and (N, 40) 0/1 labels of one split."""
+    from faceattr_ray.data.celeba import read_celeba
+    from faceattr_ray.train.lnet_scenes import load_faces
+
+    data = read_celeba(root, split=split)
+    n = len(data.paths) if limit is None else min(limit, len(data.paths))
+    if n == 0:
+        raise DataError(f"{root}: no {split} images to make scenes from")
+    return load_faces(list(data.paths[:n])), data.labels[:n]
+
+
+def validation_scenes(root: str, split: str, backgrounds: list[str], recipe: dict, count: int,
+                      seed: int) -> list:
+    """Scenes of ``split``'s faces on the given (held-apart) backgrounds, photo-sized."""
+    from faceattr_ray.data.scenes import SceneMaker, load_background
+
+    sc = recipe["scenes"]
+    faces, labels = split_faces(root, split)
+    maker = SceneMaker(faces, labels, [load_background(p, 1280) for p in backgrounds],
+                       size=tuple(sc.get("size", (500, 375))),
+                       face_px=tuple(sc.get("face_px", (30, 120))),
+                       max_faces=sc.get("max_faces", 4), empty_share=sc.get("empty_share", 0.15),
+                       max_rotation=15.0, degrade=0.5)
+    rng = np.random.default_rng([seed, 31, {"train": 0, "val": 1, "test": 2}[split]])
+    return [maker(rng) for _ in range(count)]
+
+
+def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int,
+                      limit: int | None) -> tuple[dict, dict]:
+    """LNet_o and LNet_s trained on train faces x train backgrounds (train/lnet_scenes.py)."""
+    from faceattr_ray.data.scenes import load_background
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.train.lnet_scenes import train_lnets
+
+    faces, labels = split_faces(root, "train", limit)
+    config = LNetConfig.from_dict({**recipe["lnet_arch"], "num_attributes": labels.shape[1]})
+    lnet_o, lnet_s, info = train_lnets(faces, labels, [load_background(p) for p in backgrounds],
+                                       config, recipe["lnets"], seed,
+                                       log=lambda m: print(f"[reproduce] {m}", flush=True))
+    return {"lnet_o": lnet_o, "lnet_s": lnet_s}, info
+
+
+def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], recipe: dict,
+                              seed: int) -> dict:
+    """Box geometry and face threshold of the bundle's pyramid localizer, set on scenes of val
+    faces x held-apart backgrounds, and stored in the bundle."""
+    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.evaluation.localization_metrics import calibrate_geometry, choose_threshold
+    from faceattr_ray.localizers import LNetLocalizer
+
+    sc = recipe["scenes"]
+    scenes = validation_scenes(root, "val", backgrounds, recipe, sc["count"], seed)
+    images, boxes = [s.image for s in scenes], [s.boxes for s in scenes]
+    bundle = load_bundle(model)
+    lnets = recipe["lnets"]
+    localizer = LNetLocalizer.from_bundle(
+        bundle, threshold=None, canonical=float(np.sqrt(np.prod(lnets["face_px"]))),
+        window_size=lnets["window_size"])
+    geometry = calibrate_geometry(localizer, images, boxes)
+    localizer.geometry = geometry["geometry"]
+    chosen = choose_threshold(localizer, images, boxes, sc.get("max_false_per_image", 0.25))
+    options = localizer.options()
+    options.pop("mean"), options.pop("std")  # the bundle's preprocessing holds these
+    bundle.threshold = chosen["threshold"]
+    bundle.config = {**bundle.config, "localizer": {
+        **(bundle.config.get("localizer") or {}), "options": options,
+        "calibration": {**chosen, "paired_faces": geometry["paired"],
+                        "scenes": "val faces x held-apart backgrounds"}}}
+    save_bundle(model, bundle)
+    return {**chosen, "geometry": geometry["geometry"], "paired_faces": geometry["paired"]}
+
+
+def scene_localization_check(model: str, root: str, backgrounds: list[str], recipe: dict,
+                             seed: int) -> dict:
+    """On scenes of test faces x held-apart backgrounds: recall at IoU 0.5 and false detections
+    per image at the bundle's threshold, and TPR at 0.1 and 1 false positives per image."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.evaluation.localization_metrics import scene_scores
+    from faceattr_ray.localizers import LNetLocalizer
+
+    scenes = validation_scenes(root, "test", backgrounds, recipe, recipe["scenes"]["test_count"],
+                               seed)
+    bundle = load_bundle(model)
+    localizer = LNetLocalizer.from_bundle(bundle, threshold=None, all_faces=True)
+    detections = localizer.localize([s.image for s in scenes])
+    return {"scenes": len(scenes), "faces": int(sum(len(s.boxes) for s in scenes)),
+            **scene_scores(detections, [s.boxes for s in scenes], bundle.threshold)}
+
+
+
 # --- the whole protocol -----------------------------------------------------------------------
 
 
@@ -348,16 +508,22 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
                 seed: int = 0, limit: int | None = None, address: str | None = None,
                 timer: Timer | None = None) -> dict:
     """Everything up to a calibrated bundle in OUT/model (no test split used). Returns facts
-    for the results: wild root, backgrounds, heads and calibration info."""
+    for the results: backgrounds, heads and calibration info."""
     from faceattr_ray.bundle import load_bundle, write_heads_bundle
     from faceattr_ray.train import api
 
     timer = timer or Timer()
     work, model, results = (os.path.join(out, d) for d in ("work", "model", "report"))
     os.makedirs(results, exist_ok=True)
+    scenes = uses_scenes(recipe)
+    wild = bg_train = None
     with timer.stage("data"):
-        wild, bgs = make_wild(root, work, recipe, backgrounds, seed)
-    nets, cfg = train_networks(root, wild, work, recipe, timer, seed, limit, address)
+        if scenes:
+            bg_train, bgs, skipped = scene_backgrounds(backgrounds, work, recipe, seed)
+        else:
+            wild, bgs = make_wild(root, work, recipe, backgrounds, seed)
+            skipped = 0
+    nets, cfg = train_networks(root, wild, work, recipe, timer, seed, limit, address, bg_train)
     with timer.stage("heads"):
         api.save_job_bundle(model, nets, dict(cfg, job="reproduce"))
         bundle = load_bundle(model)
@@ -367,11 +533,19 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "
               f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
-        calibration = calibrate(model, wild, bgs, recipe, os.path.join(results, "threshold.png"))
-        print(f"[reproduce] threshold {calibration['threshold']:.4g}: face recall "
-              f"{calibration['face_recall']:.3f}, background rejection "
-              f"{calibration['background_rejection']:.3f}")
-    return {"model": model, "wild": wild, "calibration_backgrounds": len(bgs),
+        if scenes:
+            calibration = calibrate_scene_localizer(model, root, bgs, recipe, seed)
+            print(f"[reproduce] localizer on val scenes: threshold {calibration['threshold']:.4g}, "
+                  f"recall {calibration['recall']:.3f} at IoU 0.5, "
+                  f"{calibration['false_per_image']:.2f} false detections per image")
+        else:
+            calibration = calibrate(model, wild, bgs, recipe,
+                                    os.path.join(results, "threshold.png"))
+            print(f"[reproduce] threshold {calibration['threshold']:.4g}: face recall "
+                  f"{calibration['face_recall']:.3f}, background rejection "
+                  f"{calibration['background_rejection']:.3f}")
+    return {"model": model, "wild": wild, "held_backgrounds": bgs, "scenes": scenes,
+            "calibration_backgrounds": len(bgs), "unreadable_backgrounds": skipped,
             "trainer": "local" if cfg["local"] else "ray", "heads": heads_info,
             "calibration": calibration, "timer": timer}
 
@@ -389,8 +563,12 @@ def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None =
     timer: Timer = built.pop("timer")
     with timer.stage("evaluate"):
         metrics = evaluate_celeba(built["model"], root, split="test", localizer="full")
-        localization = localization_check(built["model"], built["wild"],
-                                          recipe["localization_check"])
+        if built["scenes"]:
+            localization = scene_localization_check(built["model"], root,
+                                                    built["held_backgrounds"], recipe, seed)
+        else:
+            localization = localization_check(built["model"], built["wild"],
+                                              recipe["localization_check"])
     reference = paper_reference(metrics["attributes"])
     results = {
         "celeba_root": os.path.abspath(root), "model": built["model"], "seed": seed,

@@ -18,7 +18,7 @@ LAYERS = [
     {"__init__", "errors", "attributes", "crops", "metrics", "runtime"},
     {"models", "heads"},
     {"bundle", "data", "localizers", "presets"},
-    {"predictor", "train", "calibrate"},
+    {"predictor", "train", "calibrate", "bundled"},
     {"pipeline", "evaluation"},
     {"reproduce", "demo"},
     {"cli"},

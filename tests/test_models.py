@@ -273,3 +273,23 @@ def test_to_tensor_normalises_and_resizes():
     assert to_tensor(img, size=(5, 8)).shape == (1, 3, 5, 8)
     with pytest.raises(ValueError, match="different sizes"):
         to_tensor([img, img[:5]])
+
+
+def test_face_tag_lnet_maps_and_image_logits():
+    """The "wild" LNet: stride 8, one score map per tag (face first), image logit = map max."""
+    from faceattr_ray.models import LNet, LNetConfig
+    from faceattr_ray.presets import architecture
+
+    net = LNet(LNetConfig.from_dict({**architecture("wild-smoke")["lnet"],
+                                     "num_attributes": 5})).eval()
+    x = torch.randn(2, 3, 64, 96)
+    maps = net.attribute_maps(x)
+    assert maps.shape == (2, 6, 8, 12)  # 1 face tag + 5 attributes, stride 8
+    torch.testing.assert_close(net(x), maps.amax(dim=(2, 3)))
+    torch.testing.assert_close(net.face_map(x), maps[:, 0])
+    with pytest.raises(ValueError, match="no face tag"):
+        LNet(LNetConfig(num_attributes=5)).face_map(x)
+    with pytest.raises(ValueError, match="pooled map"):
+        LNetConfig(arch="fcn", head_pool="fc", num_classes=0)
+    with pytest.raises(ValueError, match="arch"):
+        LNetConfig(arch="resnet")

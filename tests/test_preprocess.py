@@ -117,3 +117,32 @@ def test_bundle_with_a_bad_preprocess_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="config.json: bad preprocess"):
         load_bundle(tmp_path)
+
+
+def test_the_framing_rule_round_trips_through_a_bundle(tmp_path):
+    """A bundle that frames found faces as aligned crops do (``face_box``) keeps that rule, and
+    Predictor cuts a tight face box exactly as the rule says, for any localizer's box."""
+    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.crops import ALIGNED_FACE_BOX, crop_resize, frame_face
+    from faceattr_ray.localizers import Detection
+    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.presets import build_bundle
+
+    bundle = build_bundle("tiny")
+    bundle.config["preprocess"] = Preprocess(face_box=ALIGNED_FACE_BOX).to_dict()
+    save_bundle(str(tmp_path / "m"), bundle)
+    loaded = load_bundle(str(tmp_path / "m"))
+    assert Preprocess.of(loaded).face_box == ALIGNED_FACE_BOX
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    box = (100.0, 60.0, 156.0, 120.0)  # a tight face box, as a localizer reports it
+    predictor = Predictor(loaded, "cpu", localizer="cascade")
+    side = predictor.crop_side
+    got = predictor.face_crops([image], [[Detection(box, 1.0)]])[0]
+    np.testing.assert_array_equal(got, crop_resize(image, frame_face(box), (side, side)))
+    # The rule puts the box where an aligned crop holds its face.
+    x1, y1, x2, y2 = frame_face(box)
+    fx1, fy1, fx2, fy2 = ALIGNED_FACE_BOX
+    assert (box[0] - x1) / (x2 - x1) == pytest.approx(fx1)
+    assert (box[3] - y1) / (y2 - y1) == pytest.approx(fy2)
+    # Without face_box the older context rule stays (old bundles read as before).
+    assert Preprocess().frame(box) != frame_face(box)

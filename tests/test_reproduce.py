@@ -48,7 +48,7 @@ def test_smoke_run_writes_report_with_table_plots_and_stage_times(run):
     assert 0.5 <= report["majority_baseline"] <= 1.0
     assert report["paper_mean_accuracy"] == pytest.approx(0.873, abs=0.001)
     stages = report["stage_seconds"]
-    assert list(stages) == ["data", "anet_pretrain", "lnet_finetune", "anet_finetune", "heads",
+    assert list(stages) == ["data", "anet_pretrain", "lnets", "anet_finetune", "heads",
                             "calibrate", "evaluate"]
     # Every stage took time, and the stages add up to no more than the whole run.
     assert all(v > 0 for v in stages.values()), stages
@@ -60,9 +60,12 @@ def test_smoke_run_writes_report_with_table_plots_and_stage_times(run):
         table = f.read()
     assert "| attribute | ours | majority | paper |" in table
     assert all(f"| {name} |" in table for name in CELEBA_40) and "**mean**" in table
-    for png in ("accuracy.png", "threshold.png"):
-        with open(os.path.join(report_dir, png), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(report_dir, "accuracy.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # Localization figures on scenes of test faces on held-apart backgrounds.
+    loc = report["localization_test"]
+    assert loc["scenes"] > 0 and loc["faces"] > 0
+    assert 0.0 <= loc["recall_iou50"] <= 1.0 and loc["false_per_image"] >= 0
 
 
 def test_bundle_has_svm_heads_and_a_threshold_and_evaluate_agrees(run, tmp_path):
@@ -90,9 +93,9 @@ def test_bundle_has_svm_heads_and_a_threshold_and_evaluate_agrees(run, tmp_path)
 def test_annotate_pipeline_accepts_the_bundle(run, tmp_path):
     from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate
 
-    _, out = run
-    scenes = os.path.join(out, "work", "wild", "img_celeba")
-    inputs = sorted(os.path.join(scenes, f) for f in os.listdir(scenes))[:6]
+    root, out = run
+    faces = os.path.join(root, "img_align_celeba")
+    inputs = sorted(os.path.join(faces, f) for f in os.listdir(faces))[:6]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     output = str(tmp_path / "annotations")
@@ -113,35 +116,29 @@ def test_annotate_pipeline_accepts_the_bundle(run, tmp_path):
 
 def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     """The threshold is only right for the cascade it was set on: annotate's localizer, with
-    its threshold off, scores the calibration images into the very threshold reproduce stored."""
-    import glob
-
+    its threshold off, picks the very threshold reproduce stored on the same val scenes."""
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.calibrate import calibrate_threshold, max_window_scores
+    from faceattr_ray.evaluation.localization_metrics import choose_threshold
     from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.predictor import Predictor
-    from faceattr_ray.reproduce import calibration_images, resolve_recipe
+    from faceattr_ray.reproduce import resolve_recipe, scene_backgrounds, validation_scenes
 
-    _, out = run
+    root, out = run
     with open(os.path.join(out, "report", "report.json")) as f:
         stored = json.load(f)["calibration"]
     bundle = load_bundle(os.path.join(out, "model"))
     annotating = Predictor(bundle, "cpu", localizer="lnet").localizer  # as AnnotateActor builds
     assert bundle.threshold == annotating.threshold == stored["threshold"]
     assert annotating.options() == LNetLocalizer.from_bundle(bundle).options()
-    scoring = LNetLocalizer(annotating.lnet_o, annotating.lnet_s, threshold=None,
-                            **annotating.options())
-    work = os.path.join(out, "work")
-    backgrounds = sorted(glob.glob(os.path.join(work, "backgrounds", "calibrate_*.jpg")))
-    faces, bgs = calibration_images(os.path.join(work, "wild"), backgrounds,
-                                    resolve_recipe(True, None))
-    assert len(faces) == stored["faces"] and len(bgs) == stored["backgrounds"]
-    threshold, stats = calibrate_threshold(max_window_scores(scoring, faces),
-                                           max_window_scores(scoring, bgs))
-    assert threshold == pytest.approx(stored["threshold"], rel=1e-6, abs=1e-9)
-    assert stats["face_score_mean"] == pytest.approx(stored["face_score_mean"], rel=1e-6)
-    assert stats["background_score_mean"] == pytest.approx(stored["background_score_mean"],
-                                                           rel=1e-6)
+    assert annotating.geometry == stored["geometry"]  # the calibrated box shape is read back
+    recipe = resolve_recipe(True, None)
+    _, held, _ = scene_backgrounds(None, os.path.join(out, "work"), recipe, 0)
+    scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0)
+    annotating.threshold = None
+    again = choose_threshold(annotating, [s.image for s in scenes], [s.boxes for s in scenes],
+                             recipe["scenes"]["max_false_per_image"])
+    assert again["threshold"] == pytest.approx(stored["threshold"], rel=1e-6, abs=1e-9)
+    assert again["recall"] == stored["recall"]
 
 
 def test_recipe_overrides_merge_key_by_key(tmp_path):
@@ -152,8 +149,8 @@ def test_recipe_overrides_merge_key_by_key(tmp_path):
     assert recipe["anet_finetune"]["lr"] == RECIPE["anet_finetune"]["lr"]  # kept
     assert recipe["heads"]["C"] == [1.0] and recipe["heads"]["solver"] == RECIPE["heads"]["solver"]
     path = tmp_path / "r.json"
-    path.write_text('{"wild": {"count": 7}}')
-    assert resolve_recipe(True, str(path))["wild"]["count"] == 7
+    path.write_text('{"lnets": {"steps_o": 7}}')
+    assert resolve_recipe(True, str(path))["lnets"]["steps_o"] == 7
     assert RECIPE["anet_finetune"]["epochs"] != 3  # the module's recipe is untouched
 
 

@@ -110,3 +110,73 @@ def recall_vs_iou(
     return np.array(
         [tpr_at_fppi(detections, ground_truth, fppi, float(t)) for t in iou_thresholds]
     )
+
+
+def scene_scores(detections: Sequence[Any], ground_truth: Sequence[np.ndarray],
+                 threshold: float | None, iou_threshold: float = 0.5) -> dict:
+    """What a user of a localizer sees: at its operating ``threshold``, the share of faces found
+    at IoU >= ``iou_threshold`` and the false detections per image; and, over all thresholds,
+    the TPR at 0.1 and at 1 false positive per image."""
+    tp = fp = 0
+    num_gt = sum(len(np.asarray(g).reshape(-1, 4)) for g in ground_truth)
+    for dets, gt in zip(detections, ground_truth, strict=True):
+        boxes, scores = _as_arrays(dets)
+        if threshold is not None:
+            keep = scores >= threshold
+            boxes, scores = boxes[keep], scores[keep]
+        matched = match_detections(boxes, scores, np.asarray(gt).reshape(-1, 4), iou_threshold)
+        tp += int((matched >= 0).sum())
+        fp += int((matched < 0).sum())
+    images = max(len(detections), 1)
+    return {"recall_iou50": tp / max(num_gt, 1), "false_per_image": fp / images,
+            "detections_per_image": (tp + fp) / images,
+            "tpr_fppi01": tpr_at_fppi(detections, ground_truth, 0.1, iou_threshold),
+            "tpr_fppi1": tpr_at_fppi(detections, ground_truth, 1.0, iou_threshold)}
+
+
+# --- calibrating a pyramid localizer (localizers/pyramid.py) on scenes with known boxes ---
+
+
+def calibrate_geometry(localizer, images: Sequence[np.ndarray],
+                       boxes: Sequence[np.ndarray]) -> dict:
+    """Box shape from validation scenes: for each true face, the refined face (centre, width)
+    nearest to it; returns the median width, height and vertical offset of true boxes in units
+    of the found face width (``geometry``), and how many faces were paired."""
+    ratios = []
+    for image, truth in zip(images, boxes, strict=True):
+        if len(truth) == 0:
+            continue
+        faces = localizer.refine(image, localizer.proposals(image))
+        if len(faces) == 0:
+            continue
+        for x1, y1, x2, y2 in truth:
+            cx, cy, tw = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1
+            d = np.hypot(faces[:, 0] - cx, faces[:, 1] - cy)
+            k = int(np.argmin(d))
+            if d[k] < 0.5 * tw and 0.5 < faces[k, 2] / tw < 2.0:
+                fw = faces[k, 2]
+                ratios.append((tw / fw, (y2 - y1) / fw, (cy - faces[k, 1]) / fw))
+    if not ratios:
+        return {"geometry": dict(localizer.geometry), "paired": 0}
+    r = np.median(np.array(ratios), axis=0)
+    return {"geometry": {"width": float(r[0]), "height": float(r[1]), "dy": float(r[2])},
+            "paired": len(ratios)}
+
+
+def choose_threshold(localizer, images: Sequence[np.ndarray],
+                     boxes: Sequence[np.ndarray], max_false_per_image: float = 0.25,
+                     iou: float = 0.5) -> dict:
+    """The lowest face-score threshold whose false detections per image stay within
+    ``max_false_per_image`` on validation scenes (faces and face-free ones), with the recall
+    it gives there."""
+    saved, localizer.threshold = localizer.threshold, None
+    saved_all, localizer.all_faces = localizer.all_faces, True
+    try:
+        dets = [localizer.detect(im) for im in images]
+    finally:
+        localizer.threshold, localizer.all_faces = saved, saved_all
+    fppi, tpr, cuts = roc_curve(dets, [np.asarray(b).reshape(-1, 4) for b in boxes], iou)
+    ok = np.flatnonzero(fppi <= max_false_per_image)
+    k = ok[-1]
+    return {"threshold": float(cuts[k]) if np.isfinite(cuts[k]) else 1.0,
+            "recall": float(tpr[k]), "false_per_image": float(fppi[k]), "images": len(images)}

@@ -3,6 +3,9 @@
 Every localizer offers ``localize(images) -> list[list[Detection]]``:
 - `LNetLocalizer` (lnet.py): the paper's cascade, LNet_o then LNet_s; built from a bundle with
   `LNetLocalizer.from_bundle`;
+- `PyramidLNetLocalizer` (pyramid.py): the cascade for face-tag LNets (preset "wild"): LNet_o
+  over an image pyramid proposes, LNet_s refines; `LNetLocalizer.from_bundle` returns it for
+  such bundles;
 - `CascadeLocalizer`, `FullImageLocalizer` (baselines.py): scikit-image's LBP cascade, and the
   whole image for aligned crops.
 Their parts: windows.py scores rectangles on a response map, peaks.py splits a map into regions
@@ -12,8 +15,9 @@ Their parts: windows.py scores rectangles on a response map, peaks.py splits a m
 from faceattr_ray.localizers.base import Detection, as_rgb
 from faceattr_ray.localizers.baselines import CascadeLocalizer, FullImageLocalizer
 from faceattr_ray.localizers.lnet import LNetLocalizer, LocalizationTrace
+from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
 
 LOCALIZERS = ("lnet", "cascade", "full")
 
 __all__ = ["LOCALIZERS", "CascadeLocalizer", "Detection", "FullImageLocalizer", "LNetLocalizer",
-           "LocalizationTrace", "as_rgb"]
+           "LocalizationTrace", "PyramidLNetLocalizer", "as_rgb"]

@@ -86,7 +86,7 @@ class LNetLocalizer:
 
     @classmethod
     def from_bundle(cls, bundle, threshold: float | None | str = "bundle", all_faces: bool = False,
-                    device: str | torch.device | None = None, **overrides) -> LNetLocalizer:
+                    device: str | torch.device | None = None, **overrides):
         """The bundle's LNet cascade, read as it was trained: the one way to build it from a
         bundle (annotate, calibrate, reproduce, report, `localize`, the benchmarks).
 
@@ -102,6 +102,12 @@ class LNetLocalizer:
         if bundle.lnet_o is None or bundle.lnet_s is None:
             raise BundleError(f"{bundle.path or 'the bundle'}: the bundle has no LNets to "
                               "localize with (use the 'full' or 'cascade' localizer)")
+        if getattr(bundle.lnet_o.config, "face_tag", False):
+            # Face-tag LNets (preset "wild") are read over an image pyramid.
+            from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
+
+            return PyramidLNetLocalizer.from_bundle(bundle, threshold, all_faces, device,
+                                                    **overrides)
         options = {**Preprocess.of(bundle).lnet_options(),
                    **((bundle.config.get("localizer") or {}).get("options") or {}), **overrides}
         return cls(bundle.lnet_o, bundle.lnet_s,

@@ -16,6 +16,17 @@ Two heads read C5, both dropped at inference:
   at the label prior; the maximum is the same wherever the face is, and an attribute is read off
   where its evidence is strongest (what it measured: README, localization notes).
   ``attribute_maps`` runs either head as convolutions over any input (paper Fig. 9).
+  ``head_pool="map_max"``: a 1x1 convolution gives one score map per tag, and an image's logit
+  is its map's maximum (multiple-instance learning: the tag is present if it is present
+  somewhere). The maps are then what the localizer reads.
+
+``arch="fcn"`` with ``face_tag=True`` is the LNet that finds faces in real photos here (preset
+"wild"): five convolutions with batch norm, stride 8, the last one dilated so a C5 cell sees
+57 pixels (a face at its working scale), and a first tag "a face is present" next to the
+attributes: still one bit per image, no box. ``face_map`` is that tag's score map, read by
+`localizers.PyramidLNetLocalizer`. Why not AlexNet's layout here: its stride-16 C5 is too coarse
+for 20-40 pixel faces, and without ImageNet weights its maps follow contrast, not faces (README,
+localization).
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ from torch import Tensor, nn
 from faceattr_ray.errors import BundleError
 
 HEAD_POOL = 6  # the FC heads read a 6x6 pooled C5 map, as torchvision's AlexNet does
-HEAD_POOLS = ("fc", "global_max")
+HEAD_POOLS = ("fc", "global_max", "map_max")
+ARCHS = ("alexnet", "fcn")
 
 
 @dataclass
@@ -43,6 +55,8 @@ class LNetConfig:
     num_classes: int = 1000                     # LNet+ object classifier (0 = none)
     classifier_hidden: int = 4096
     input_size: int = 227
+    arch: str = "alexnet"                       # "alexnet" (paper, loads AlexNet) or "fcn"
+    face_tag: bool = False                      # head also predicts "a face is present" (first)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,10 +72,19 @@ class LNetConfig:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**kw)
 
+    @property
+    def num_outputs(self) -> int:
+        return self.num_attributes + (1 if self.face_tag else 0)
+
     def __post_init__(self) -> None:
         if self.head_pool not in HEAD_POOLS:
             raise ValueError(f"LNetConfig: head_pool must be one of {HEAD_POOLS}, "
                              f"got {self.head_pool!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"LNetConfig: arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "fcn" and (self.head_pool == "fc" or self.num_classes):
+            raise ValueError("LNetConfig: an 'fcn' LNet has no 6x6 pooled map: use head_pool "
+                             "'map_max' or 'global_max' and num_classes 0")
 
 
 def _features(channels: Sequence[int]) -> nn.Sequential:
@@ -83,6 +106,20 @@ def _features(channels: Sequence[int]) -> nn.Sequential:
     )
 
 
+def _fcn_features(channels: Sequence[int]) -> nn.Sequential:
+    """Five 3x3-ish convolutions with batch norm, stride 8; the last one dilated so that a C5
+    cell sees 57 pixels, a face at the working scale (module notes)."""
+    c1, c2, c3, c4, c5 = channels
+    spec = [(3, c1, 5, 2, 1), (c1, c2, 3, 2, 1), (c2, c3, 3, 1, 1), (c3, c4, 3, 2, 1),
+            (c4, c5, 3, 1, 2)]
+    layers: list[nn.Module] = []
+    for cin, cout, k, stride, dilation in spec:
+        layers += [nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2),
+                             dilation=dilation, bias=False),
+                   nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 def c5_size(height: int, width: int) -> tuple[int, int]:
     """Rows and columns of the C5 map (before the last max-pool) for an input of this size."""
     def side(n: int) -> int:
@@ -100,17 +137,23 @@ class LNet(nn.Module):
         super().__init__()
         self.config = config = config or LNetConfig()
         c5 = config.channels[-1]
-        self.features = _features(config.channels)
+        self.fcn = config.arch == "fcn"
+        self.features = _fcn_features(config.channels) if self.fcn else _features(config.channels)
+        if self.fcn:
+            self.min_input_size = 8
+        outputs = config.num_outputs
         self.avgpool = nn.AdaptiveAvgPool2d(HEAD_POOL)
         flat = c5 * HEAD_POOL * HEAD_POOL
         # Attribute head for fine-tuning (sigmoid cross-entropy on its logits).
         self.head: nn.Sequential | None = None
-        if config.num_attributes > 0 and config.head_pool == "global_max":
-            self.head = nn.Sequential(nn.Dropout(), nn.Linear(c5, config.num_attributes))
-        elif config.num_attributes > 0:
+        if outputs > 0 and config.head_pool == "map_max":
+            self.head = nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(c5, outputs, 1))
+        elif outputs > 0 and config.head_pool == "global_max":
+            self.head = nn.Sequential(nn.Dropout(), nn.Linear(c5, outputs))
+        elif outputs > 0:
             self.head = nn.Sequential(
                 nn.Dropout(), nn.Linear(flat, config.head_hidden), nn.ReLU(inplace=True),
-                nn.Linear(config.head_hidden, config.num_attributes),
+                nn.Linear(config.head_hidden, outputs),
             )
         # LNet+ object classifier, laid out like torchvision's AlexNet.classifier.
         h = config.classifier_hidden
@@ -130,7 +173,7 @@ class LNet(nn.Module):
     def c5(self, x: Tensor) -> Tensor:
         """(N, C5, h, w): ReLU(conv5), before the last max-pool."""
         self._check(x)
-        return self.features[:12](x)
+        return self.features(x) if self.fcn else self.features[:12](x)
 
     def response_map(self, x: Tensor) -> Tensor:
         """(N, h, w): the averaged response map (channel mean of C5)."""
@@ -140,9 +183,12 @@ class LNet(nn.Module):
         return self.avgpool(self.features[12](self.c5(x))).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Attribute logits (N, num_attributes) of the fine-tuning head."""
+        """Image-level logits (N, num_outputs) of the fine-tuning head: the face tag first when
+        ``face_tag``, then the attributes."""
         if self.head is None:
             raise ValueError("LNet: this network has no attribute head (num_attributes = 0)")
+        if self.config.head_pool == "map_max":
+            return self.head(self.c5(x)).amax(dim=(2, 3))
         if self.config.head_pool == "global_max":
             return self.head(self.c5(x).amax(dim=(2, 3)))
         return self.head(self._pooled(x))
@@ -162,6 +208,8 @@ class LNet(nn.Module):
         position alone would give (the C5 map's size)."""
         if self.head is None:
             raise ValueError("LNet: this network has no attribute head (num_attributes = 0)")
+        if self.config.head_pool == "map_max":
+            return self.head[1](self.c5(x))
         if self.config.head_pool == "global_max":
             fc = self.head[1]
             return F.conv2d(self.c5(x), fc.weight[:, :, None, None], fc.bias)
@@ -174,6 +222,13 @@ class LNet(nn.Module):
         hidden = F.relu(F.conv2d(pooled, w1, fc1.bias))
         w2 = fc2.weight.view(fc2.out_features, fc2.in_features, 1, 1)
         return F.conv2d(hidden, w2, fc2.bias)
+
+
+    def face_map(self, x: Tensor) -> Tensor:
+        """(N, h, w): the face tag's logit at every C5 position (``face_tag`` LNets)."""
+        if not self.config.face_tag:
+            raise ValueError("LNet: this network has no face tag (LNetConfig.face_tag)")
+        return self.attribute_maps(x)[:, 0]
 
 
 def response_maps(lnet: LNet, images: Sequence[Tensor]) -> list[Tensor]:

@@ -32,6 +32,11 @@ class Preprocess:
     # A found face box is enlarged by this factor before ANet sees it (the paper adds a little
     # context, section 2.2). An aligned crop (no box) is taken whole.
     face_context: float = 1.2
+    # The framing rule (issue: attributes in the wild): when set, a found face box is framed as
+    # an aligned CelebA crop frames its face: the crop in which the box sits at these fractions
+    # (x1, y1, x2, y2 of width, height; `crops.frame_face`). It replaces face_context, so a
+    # localizer's tight box gives ANet the crop it learnt on. None: the older context rule.
+    face_box: tuple | None = None
     # LNet_o reads the whole image with its short side at this size, aspect kept, the long side
     # capped (extreme strips stay small); LNet_s reads the head-shoulder box at this square size.
     lnet_o_short_side: int = 227
@@ -46,6 +51,12 @@ class Preprocess:
             object.__setattr__(self, name, value)
         if min(self.std) <= 0:
             raise ValueError(f"preprocess std must be positive, got {self.std}")
+        if self.face_box is not None:
+            fb = tuple(float(v) for v in self.face_box)
+            if len(fb) != 4 or not (0 <= fb[0] < fb[2] <= 1 and 0 <= fb[1] < fb[3] <= 1):
+                raise ValueError(f"preprocess face_box must be 4 fractions x1 < x2, y1 < y2, "
+                                 f"got {self.face_box}")
+            object.__setattr__(self, "face_box", fb)
         if not self.face_context > 0:
             raise ValueError(f"preprocess face_context must be positive, got {self.face_context}")
         for name in ("lnet_o_short_side", "lnet_o_max_long_side", "lnet_s_size"):
@@ -55,6 +66,7 @@ class Preprocess:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["face_box"] = None if self.face_box is None else list(self.face_box)
         return d
 
     @classmethod
@@ -80,16 +92,24 @@ class Preprocess:
 
     def face_crop(self, image: np.ndarray, box, side: int) -> np.ndarray:
         """(side, side, 3) uint8: the face ``box`` (x1, y1, x2, y2; None or NaN = the image is an
-        aligned face crop) enlarged by ``face_context``, cut out and resized. The one framing
-        rule of training and inference."""
-        from faceattr_ray.crops import crop_resize, expand_box
+        aligned face crop) framed (``face_box``, else enlarged by ``face_context``), cut out and
+        resized. The one framing rule of training and inference."""
+        from faceattr_ray.crops import crop_resize
 
         h, w = image.shape[:2]
         if box is None or np.isnan(np.asarray(box, dtype=float)).any():
             region = (0.0, 0.0, float(w), float(h))
         else:
-            region = expand_box(tuple(float(v) for v in box), self.face_context)
+            region = self.frame(tuple(float(v) for v in box))
         return crop_resize(image, region, (side, side))
+
+    def frame(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """The region of the image that becomes ANet's crop for a found face ``box``."""
+        from faceattr_ray.crops import expand_box, frame_face
+
+        if self.face_box is not None:
+            return frame_face(box, self.face_box)
+        return expand_box(box, self.face_context)
 
     def normalize(self, images, device: torch.device | str | None = None) -> torch.Tensor:
         """(N, H, W, 3) uint8 (array or tensor) -> (N, 3, H, W) float32 on ``device``."""

@@ -33,6 +33,9 @@ DEFAULTS: dict = {
     "optimizer": "sgd", "schedule": "constant", "warmup_epochs": 0,
     # finetune: background-only image paths, LNet training rows with every tag absent
     "negatives": None,
+    # finetune ANet: {"share", "face_px", "backgrounds": paths}: that share of training crops
+    # made as a localizer finds the face in a photo (data/scenes.wild_face_window)
+    "wild": None,
 }
 # --smoke-test: the "smoke" preset's networks, a handful of images, 2 steps, in-process.
 SMOKE = {"epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True,

@@ -218,11 +218,39 @@ def anet_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generato
     from faceattr_ray.data.decode import load_image
 
     size = window_size(cfg)
+    wild = cfg.get("wild") if train else None
     images = []
     for path, box in zip(batch["path"], batch["box"], strict=True):
-        crop = face_crop(load_image(str(path)), box, cfg, size)
+        image = load_image(str(path))
+        if wild and np.isnan(np.asarray(box, dtype=float)).all() and rng.random() < wild["share"]:
+            crop = wild_crop(image, cfg, size, rng)
+        else:
+            crop = face_crop(image, box, cfg, size)
         images.append(random_patch(crop, cfg, train, rng))
     return {"image": np.stack(images), "label": np.asarray(batch["label"], np.float32)}
+
+
+_SCENE_MAKERS: dict = {}  # one per process and background list: photos decoded once
+
+
+def wild_crop(aligned: np.ndarray, cfg: dict, size: int, rng: np.random.Generator) -> np.ndarray:
+    """An aligned face as ANet meets it in a photo: pasted small on a real background, turned,
+    recoloured, degraded, found with a localizer's box errors and framed by the job's framing
+    rule (`data.scenes.wild_face_window`)."""
+    from faceattr_ray.data.scenes import SceneMaker, load_background, wild_face_window
+    from faceattr_ray.train.common import preprocess_of
+
+    wild = cfg["wild"]
+    key = tuple(wild["backgrounds"])
+    if key not in _SCENE_MAKERS:
+        dummy = np.zeros((1, 8, 8, 3), np.uint8)
+        _SCENE_MAKERS[key] = SceneMaker(dummy, np.zeros((1, 1)),
+                                        [load_background(p) for p in key])
+    pre = preprocess_of(cfg)
+    if pre.face_box is None:
+        raise ValueError("ANet's wild crops need preprocess.face_box (the framing rule)")
+    return wild_face_window(aligned, _SCENE_MAKERS[key], rng, size,
+                            tuple(wild.get("face_px", (24, 110))), pre.face_box)
 
 
 def build_anet(cfg: dict) -> nn.Module:

@@ -1,0 +1,247 @@
+"""Train the LNets on scenes made on the fly (data/scenes.py), from image-level tags only.
+
+LNet_o sees whole scenes: real background crops with 0-3 pasted faces. LNet_s sees head-shoulder
+windows: a square around a face about 2.5 face widths wide (LNet_o's proposals at inference),
+and windows of the same scenes' backgrounds as its negatives. Both learn one bit "a face is
+present" and the 40 attribute tags (an attribute is present if any face in the input has it;
+no attribute loss on an input without a face). No loss reads a box: the boxes that come with
+each scene only measure localization on the validation scenes.
+
+A plain loop (nanoGPT style): a new batch of scenes every step, AdamW, cosine schedule. It runs
+in-process or as the loop of a Ray Train worker (`fit_ray`), which shards the steps' seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from faceattr_ray.data.scenes import Scene, SceneMaker, degrade_image, image_tags
+from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
+
+STAGES = ("o", "s")
+
+
+@dataclass
+class SceneTrainConfig:
+    stage: str = "o"                  # "o": whole scenes; "s": head-shoulder windows
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    scene_size: int = 128             # LNet_o's training scenes (square)
+    face_px: tuple = (22, 64)         # pasted faces' tight-box width in LNet_o scenes
+    window_size: int = 96             # LNet_s's input
+    window_faces: float = 2.5         # LNet_s: window side / face width (jittered)
+    attribute_weight: float = 0.5     # attribute tags' share of the loss next to the face tag
+    seed: int = 0
+    threads: int = 0                  # torch threads (0 = leave as is)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, not {self.stage!r}")
+        self.face_px = tuple(self.face_px)
+
+
+def load_faces(paths: list[str]) -> np.ndarray:
+    """(N, h, w, 3) uint8 aligned crops, all resized to the first one's size."""
+    first = Image.open(paths[0])
+    size = first.size
+    out = np.empty((len(paths), size[1], size[0], 3), np.uint8)
+    for i, p in enumerate(paths):
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            out[i] = np.asarray(im if im.size == size else im.resize(size, Image.BILINEAR))
+    return out
+
+
+def head_shoulder_window(scene: Scene, k: int, rng: np.random.Generator, out: int,
+                         faces: float = 2.5, jitter: float = 0.25, spread: float = 1.25) -> np.ndarray:
+    """A square window around face ``k`` of a scene, ``faces`` face widths wide (times up to
+    ``spread`` either way), its centre off by up to ``jitter`` face widths."""
+    x1, y1, x2, y2 = scene.boxes[k]
+    fw = max(x2 - x1, y2 - y1)
+    side = fw * faces * math.exp(rng.uniform(-math.log(spread), math.log(spread)))
+    cx = (x1 + x2) / 2 + rng.uniform(-jitter, jitter) * fw
+    cy = (y1 + y2) / 2 + rng.uniform(-jitter, jitter) * fw
+    return crop_window(scene.image, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), out)
+
+
+def crop_window(image: np.ndarray, box, out: int) -> np.ndarray:
+    from faceattr_ray.crops import crop_resize
+
+    return crop_resize(image, box, (out, out))
+
+
+def random_window(scene: Scene, rng: np.random.Generator, out: int) -> np.ndarray:
+    h, w = scene.image.shape[:2]
+    side = rng.uniform(0.3, 1.0) * min(h, w)
+    x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
+    return crop_window(scene.image, (x, y, x + side, y + side), out)
+
+
+class SceneBatches:
+    """Batches of (images uint8 (B, S, S, 3), face tag (B,), attribute tags (B, A), NaN = none)."""
+
+    def __init__(self, maker: SceneMaker, cfg: SceneTrainConfig, num_attributes: int,
+                 hard_negatives: np.ndarray | None = None) -> None:
+        self.maker, self.cfg, self.a = maker, cfg, num_attributes
+        self.hard = hard_negatives if hard_negatives is not None and len(hard_negatives) else None
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+        if self.cfg.stage == "o":
+            scene = self.maker(rng)
+            face, tags = image_tags(scene, self.a)
+            return scene.image, face, tags
+        none = np.full(self.a, np.nan, np.float32)
+        out = self.cfg.window_size
+        u = rng.random()
+        if self.hard is not None and u > 0.8:
+            # LNet_o's own false proposals on face-free photos (the paper trains LNet_s on
+            # LNet_o's windows): the negatives that matter most.
+            img = self.hard[int(rng.integers(len(self.hard)))]
+            return (img[:, ::-1] if rng.random() < 0.5 else img).copy(), 0.0, none
+        if u < 0.75:
+            i = int(rng.integers(len(self.maker.faces)))
+            image, box = self.maker.portrait(self.maker.faces[i], rng, (0.3 * out, 0.5 * out))
+            scene = Scene(image, box[None], self.maker.labels[i][None], np.array([i]))
+            if u < 0.5:
+                img = head_shoulder_window(scene, 0, rng, out, self.cfg.window_faces)
+                return img, 1.0, scene.labels[0]
+            # Not a head-shoulder view: a window inside a face (an eye, a cheek), which LNet_o
+            # proposes when it reads a face part at too fine a scale.
+            zoom = rng.uniform(0.6, 1.3)
+            return head_shoulder_window(scene, 0, rng, out, zoom, jitter=0.4), 0.0, none
+        # A window of a face-free photo (same backgrounds, same degradations).
+        size = self.maker.width, self.maker.height
+        self.maker.width = self.maker.height = out
+        try:
+            return degrade_image(self.maker.background(rng), rng, self.maker.degrade), 0.0, none
+        finally:
+            self.maker.width, self.maker.height = size
+
+    def batch(self, rng: np.random.Generator, n: int):
+        items = [self.sample(rng) for _ in range(n)]
+        images = np.stack([i[0] for i in items])
+        face = np.array([i[1] for i in items], np.float32)
+        tags = np.stack([i[2] for i in items]).astype(np.float32)
+        return images, face, tags
+
+
+def tag_loss(logits: torch.Tensor, face: torch.Tensor, tags: torch.Tensor,
+             attribute_weight: float) -> torch.Tensor:
+    """BCE on the face tag (column 0) plus ``attribute_weight`` x BCE on the known attribute
+    tags (NaN entries, i.e. inputs without a face, contribute nothing)."""
+    loss = F.binary_cross_entropy_with_logits(logits[:, 0], face)
+    known = ~torch.isnan(tags)
+    if known.any():
+        attr = F.binary_cross_entropy_with_logits(logits[:, 1:][known], tags[known])
+        loss = loss + attribute_weight * attr
+    return loss
+
+
+def lr_at(step: int, cfg: SceneTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def mine_hard_negatives(localizer, backgrounds: list[np.ndarray], window_size: int) -> np.ndarray:
+    """Head-shoulder windows of every proposal LNet_o makes on face-free photos, at each zoom
+    LNet_s will read: (N, S, S, 3) uint8."""
+    out = []
+    for image in backgrounds:
+        for cx, cy, fw, _ in localizer.proposals(image):
+            for z in localizer.zooms:
+                half = fw * z * localizer.window_faces / 2
+                out.append(crop_window(image, (cx - half, cy - half, cx + half, cy + half),
+                                       window_size))
+    return np.stack(out) if out else np.zeros((0, window_size, window_size, 3), np.uint8)
+
+
+def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig | None = None,
+               log: Callable[[str], None] = print, hard_negatives: np.ndarray | None = None,
+               rank: int = 0, world_size: int = 1) -> LNet:
+    """Train one LNet on fresh scenes for ``cfg.steps`` steps; returns it in eval mode."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    num_attributes = maker.labels.shape[1]
+    if lnet_config is None:
+        from faceattr_ray.presets import architecture
+
+        lnet_config = LNetConfig.from_dict({**architecture("wild")["lnet"],
+                                            "num_attributes": num_attributes})
+    torch.manual_seed(cfg.seed)
+    model = LNet(lnet_config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batches = SceneBatches(maker, cfg, num_attributes, hard_negatives)
+    per_rank = cfg.batch_size // world_size
+    t0, seen, running = time.perf_counter(), 0, None
+
+    def make(step: int):
+        return batches.batch(np.random.default_rng([cfg.seed, step, rank]), per_rank)
+
+    # Scenes for the next step are drawn in a thread while this step trains (PIL and numpy
+    # release the GIL for most of the work).
+    pool = ThreadPoolExecutor(1)
+    pending = pool.submit(make, 0)
+    for step in range(cfg.steps):
+        images, face, tags = pending.result()
+        if step + 1 < cfg.steps:
+            pending = pool.submit(make, step + 1)
+        x = to_tensor(images, None, IMAGENET_MEAN, IMAGENET_STD)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss = tag_loss(model(x), torch.from_numpy(face), torch.from_numpy(tags), cfg.attribute_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(images)
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if rank == 0 and (step % 100 == 0 or step == cfg.steps - 1):
+            rate = seen / (time.perf_counter() - t0)
+            log(f"lnet_{cfg.stage} step {step + 1}/{cfg.steps} loss {running:.4f} "
+                f"({rate:.0f} inputs/s)")
+    pool.shutdown()
+    return model.eval()
+
+
+def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndarray],
+                lnet_config: LNetConfig, recipe: dict, seed: int = 0,
+                log: Callable[[str], None] = print) -> tuple[LNet, LNet, dict]:
+    """LNet_o on whole scenes, then LNet_s on head-shoulder windows with LNet_o's false
+    proposals on the backgrounds as hard negatives. ``recipe``: `reproduce.RECIPE["lnets"]`."""
+    from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
+
+    r = recipe
+    maker = SceneMaker(faces, labels, backgrounds, size=(r["scene_size"], r["scene_size"]),
+                       face_px=tuple(r["face_px"]))
+    common = {"batch_size": r["batch_size"], "lr": r["lr"], "weight_decay": r["weight_decay"],
+              "window_size": r["window_size"], "seed": seed}
+    t0 = time.perf_counter()
+    lnet_o = train_lnet(maker, SceneTrainConfig(stage="o", steps=r["steps_o"], **common),
+                        lnet_config, log)
+    t1 = time.perf_counter()
+    proposer = PyramidLNetLocalizer(lnet_o, None, canonical=float(np.sqrt(np.prod(r["face_px"]))),
+                                    window_size=r["window_size"])
+    hard = mine_hard_negatives(proposer, backgrounds[:r.get("hard_negative_photos")],
+                               r["window_size"])
+    log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
+        f"face-free photos)")
+    lnet_s = train_lnet(maker, SceneTrainConfig(stage="s", steps=r["steps_s"], **common),
+                        lnet_config, log, hard_negatives=hard)
+    info = {"lnet_o_seconds": round(t1 - t0, 1), "lnet_s_seconds": round(time.perf_counter() - t1, 1),
+            "hard_negatives": int(len(hard)), "faces": int(len(faces)),
+            "backgrounds": int(len(backgrounds))}
+    return lnet_o, lnet_s, info

@@ -1,0 +1,88 @@
+"""The pyramid localizer of face-tag LNets (localizers/pyramid.py) and its calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from faceattr_ray.evaluation.localization_metrics import calibrate_geometry, choose_threshold
+from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer, cell_centre
+
+
+class BrightSpot(nn.Module):
+    """A stand-in LNet whose face map is a blob detector at stride 8: the mean brightness of a
+    32-pixel square around each cell minus that of the 64-pixel square around it. A bright
+    square about 32 pixels wide is a 'face' wherever it is; it peaks at its centre, at the
+    scale where it is that wide."""
+
+    def face_map(self, x: torch.Tensor) -> torch.Tensor:
+        g = x.mean(1, keepdim=True)
+        inner = nn.functional.avg_pool2d(g, 32, 8, padding=12, count_include_pad=True)
+        outer = nn.functional.avg_pool2d(g, 64, 8, padding=28, count_include_pad=True)
+        h, w = min(inner.shape[2], outer.shape[2]), min(inner.shape[3], outer.shape[3])
+        return 30.0 * (inner[:, 0, :h, :w] - outer[:, 0, :h, :w]) - 5.0
+
+
+def _image(h: int, w: int, box) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = 255
+    return img
+
+
+def _localizer(**kw) -> PyramidLNetLocalizer:
+    net = BrightSpot()
+    # mean 0, std 1: the network sees [0, 1] pixels, so "bright" means > 0.5
+    return PyramidLNetLocalizer(net, kw.pop("lnet_s", None), threshold=None, all_faces=True,
+                                mean=(0, 0, 0), std=(1, 1, 1), **kw)
+
+
+@pytest.mark.parametrize("h, w", [(150, 200), (600, 800), (375, 500)])
+def test_multiscale_reading_maps_centres_back_to_the_original_pixels(h, w):
+    # The same square, at the same place relative to the image, at three image sizes.
+    side = round(0.16 * w)
+    x1, y1 = round(0.55 * w), round(0.3 * h)
+    image = _image(h, w, (x1, y1, x1 + side, y1 + side))
+    props = _localizer(min_face=16, canonical=32.0).proposals(image)
+    assert len(props) >= 1
+    cx, cy = props[0, 0], props[0, 1]
+    # Within half a C5 cell of the finest scale that read it, in original pixels.
+    assert abs(cx - (x1 + side / 2)) < 0.06 * w
+    assert abs(cy - (y1 + side / 2)) < 0.06 * h
+
+
+def test_scales_cover_small_faces_to_the_whole_photo():
+    loc = _localizer(canonical=36.0, min_face=20.0)
+    scales = loc.scales(375, 500)
+    assert scales[0] == pytest.approx(36 / 20)  # a 20-pixel face reaches the working size
+    assert min(scales) <= 36 / 375 * 1.42  # ... and so does a face filling the short side
+    assert all(a > b for a, b in zip(scales, scales[1:], strict=False))
+    # A huge photo is read only at scales that keep it under max_side.
+    assert max(loc.scales(4000, 6000)) * 6000 <= loc.max_side
+
+
+def test_cell_centres_follow_the_stride():
+    assert cell_centre(0) == pytest.approx(3.5)
+    assert cell_centre(10) - cell_centre(9) == pytest.approx(8.0)
+
+
+def test_geometry_and_threshold_from_scenes_with_known_boxes():
+    # Squares of several sizes: the calibrated geometry maps found widths to the true boxes.
+    rng = np.random.default_rng(0)
+    images, boxes = [], []
+    for _ in range(6):
+        side = int(rng.integers(30, 60))
+        x1, y1 = int(rng.integers(0, 300 - side)), int(rng.integers(0, 200 - side))
+        images.append(_image(220, 320, (x1, y1, x1 + side, y1 + side)))
+        boxes.append(np.array([[x1, y1, x1 + side, y1 + side]], np.float32))
+    images.append(np.zeros((220, 320, 3), np.uint8))  # no face
+    boxes.append(np.zeros((0, 4), np.float32))
+    loc = _localizer(min_face=24, canonical=32.0)
+    g = calibrate_geometry(loc, images, boxes)
+    assert g["paired"] == 6
+    loc.geometry = g["geometry"]
+    chosen = choose_threshold(loc, images, boxes, max_false_per_image=1.0, iou=0.3)
+    assert chosen["false_per_image"] <= 1.0
+    assert chosen["recall"] >= 0.5

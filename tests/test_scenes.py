@@ -1,0 +1,134 @@
+"""Scenes for training the LNets from image-level tags (data/scenes.py, train/lnet_scenes.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceattr_ray.data.scenes import (
+    SceneMaker,
+    image_tags,
+    jitter_box,
+    list_backgrounds,
+    rotated_box,
+    soft_ellipse_mask,
+    split_backgrounds,
+    wild_face_window,
+)
+from faceattr_ray.train.lnet_scenes import SceneBatches, SceneTrainConfig, tag_loss
+
+
+def _faces(n: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned-crop-sized 'faces': a bright ellipse on grey, so a paste is visible."""
+    rng = np.random.default_rng(seed)
+    faces = np.full((n, 109, 89, 3), 90, np.uint8)
+    yy, xx = np.mgrid[0:109, 0:89]
+    inside = ((xx - 44) / 25) ** 2 + ((yy - 62) / 30) ** 2 < 1
+    faces[:, inside] = (230, 190, 160)
+    labels = (rng.random((n, 40)) < 0.3).astype(np.float32)
+    return faces, labels
+
+
+def _backgrounds(n: int = 3) -> list[np.ndarray]:
+    return [np.full((200, 300, 3), 20 * (k + 1), np.uint8) for k in range(n)]
+
+
+def test_soft_mask_has_no_hard_edge():
+    mask = soft_ellipse_mask(89, 109)
+    assert mask.max() == pytest.approx(1.0)
+    # Zero along the whole rectangular border: the crop's edge never shows.
+    border = np.r_[mask[0], mask[-1], mask[:, 0], mask[:, -1]]
+    assert border.max() == 0.0
+    # No step: neighbouring pixels differ by a small fraction of the full range.
+    assert np.abs(np.diff(mask, axis=0)).max() < 0.2
+    assert np.abs(np.diff(mask, axis=1)).max() < 0.2
+
+
+def test_negatives_carry_face_tag_zero_and_no_attribute_loss():
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), size=(96, 96), face_px=(16, 28))
+    rng = np.random.default_rng(0)
+    empty = maker(rng, num_faces=0)
+    face, tags = image_tags(empty, 40)
+    assert face == 0.0 and np.isnan(tags).all() and len(empty.boxes) == 0
+    two = maker(rng, num_faces=2)
+    face, tags = image_tags(two, 40)
+    assert face == 1.0
+    np.testing.assert_array_equal(tags, two.labels.max(0))  # present if any face has it
+
+    # The attribute part of the loss ignores rows without a face, whatever their logits say.
+    logits = torch.zeros(2, 41)
+    face_t = torch.tensor([0.0, 1.0])
+    tags_t = torch.tensor(np.stack([np.full(40, np.nan), np.ones(40)]), dtype=torch.float32)
+    base = tag_loss(logits, face_t, tags_t, 1.0)
+    logits2 = logits.clone()
+    logits2[0, 1:] = 50.0  # wild attribute logits on the face-free row
+    assert tag_loss(logits2, face_t, tags_t, 1.0).item() == pytest.approx(base.item())
+
+
+def test_training_batches_hold_both_kinds_for_both_stages():
+    faces, labels = _faces()
+    for stage, size in (("o", 64), ("s", 48)):
+        maker = SceneMaker(faces, labels, _backgrounds(), size=(size, size), face_px=(14, 30))
+        cfg = SceneTrainConfig(stage=stage, window_size=48)
+        images, face, tags = SceneBatches(maker, cfg, 40).batch(np.random.default_rng(1), 32)
+        assert images.dtype == np.uint8 and images.shape[1:] == ((size, size, 3) if stage == "o" else (48, 48, 3))
+        assert 0 < face.mean() < 1
+        assert np.isnan(tags[face == 0]).all() and not np.isnan(tags[face == 1]).any()
+
+
+def test_backgrounds_listing_skips_bad_files_with_a_count(tmp_path):
+    for k in range(4):
+        Image.new("RGB", (64, 48), (k * 40, 10, 10)).save(tmp_path / f"good{k}.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "notes.txt").write_text("ignored: not an image suffix")
+    good, bad = list_backgrounds(str(tmp_path))
+    assert [os.path.basename(p) for p in good] == [f"good{k}.jpg" for k in range(4)]
+    assert sorted(os.path.basename(p) for p in bad) == ["empty.jpg", "text.png"]
+    train, val = split_backgrounds(good)
+    assert len(val) == 1 and set(train) | set(val) == set(good) and not set(train) & set(val)
+    # The split is by name: the same files give the same split in any order.
+    assert split_backgrounds(list(reversed(good)))[1] == val
+
+
+def test_scene_boxes_cover_the_pasted_faces():
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), size=(160, 160), face_px=(30, 50),
+                       max_rotation=0, degrade=0)
+    scene = maker(np.random.default_rng(3), num_faces=1)
+    (x1, y1, x2, y2), = scene.boxes
+    inside = scene.image[int(y1) + 4:int(y2) - 4, int(x1) + 4:int(x2) - 4].astype(float)
+    outside = np.ones(scene.image.shape[:2], bool)
+    outside[max(0, int(y1) - 30):int(y2) + 30, max(0, int(x1) - 30):int(x2) + 30] = False
+    # The bright face is inside its box; the dark background is all that lies well outside.
+    assert inside.mean() > 2 * scene.image[outside].astype(float).mean()
+    np.testing.assert_array_equal(scene.labels[0], labels[scene.face_index[0]])
+
+
+def test_rotation_moves_the_box_with_the_face():
+    box = (40.0, 30.0, 60.0, 70.0)  # tall face centred at (50, 50)
+    same = rotated_box(box, (50, 50), 0.0)
+    np.testing.assert_allclose(same, box, atol=1e-5)
+    turned = rotated_box(box, (50, 50), 90.0)  # a quarter turn: width and height swap
+    np.testing.assert_allclose(turned, (30, 40, 70, 60), atol=1e-4)
+    # Off-centre: the box's centre turns about the given centre (counter-clockwise on screen).
+    moved = rotated_box((90.0, 40.0, 110.0, 60.0), (50, 50), 90.0)
+    np.testing.assert_allclose([(moved[0] + moved[2]) / 2, (moved[1] + moved[3]) / 2], (50, 0),
+                               atol=1e-4)
+
+
+def test_wild_face_window_and_jitter():
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds())
+    rng = np.random.default_rng(0)
+    win = wild_face_window(faces[0], maker, rng, 80)
+    assert win.shape == (80, 80, 3) and win.dtype == np.uint8
+    for _ in range(50):
+        x1, y1, x2, y2 = jitter_box((100, 100, 140, 150), rng, shift=0.1, scale=0.15)
+        assert abs((x1 + x2) / 2 - 120) <= 4.0 + 1e-6 and abs((y1 + y2) / 2 - 125) <= 5.0 + 1e-6
+        assert 0.7 * 40 < x2 - x1 < 1.3 * 40
