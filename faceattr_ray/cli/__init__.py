@@ -52,6 +52,12 @@ GPUS = _number(float, minimum=0)
 FRACTION = _number(float, minimum=0, maximum=1)
 
 
+# Commands whose --model is written to (calibrate updates a bundle in place): never a default.
+NEEDS_OWN_MODEL = ("calibrate",)
+MODEL_HELP = ("model bundle directory, or the name of a bundled model (default: the bundled "
+              "celeba-mini-wild; `faceattr-ray models` lists them)")
+
+
 def _command(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(_target=target)
@@ -70,10 +76,14 @@ def _ray_args(p: argparse.ArgumentParser) -> None:
 
 def _add_demo(sub) -> None:
     p = _command(sub, "demo", "faceattr_ray.cli.demo:run",
-                 "Build a small model from generated data, annotate a folder with a local Ray, "
-                 "print a summary (the README's first command).")
+                 "Annotate real photos and generated people with the bundled model on a local "
+                 "Ray, print a summary, draw an overlay grid (the README's first command).")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--images", type=NONNEGATIVE, default=24, help="generated images to annotate")
+    p.add_argument("--images", type=NONNEGATIVE, default=6,
+                   help="scenes of generated people to annotate besides the real photos")
+    p.add_argument("--train", action="store_true",
+                   help="train a toy model on generated faces first (fully offline smoke run) "
+                        "instead of using the bundled model")
     p.add_argument("--seed", type=NONNEGATIVE, default=0)
     _ray_args(p)
 
@@ -84,7 +94,7 @@ def _add_annotate(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="directories, globs, s3:// or gs:// prefixes, or a manifest "
                         "(.txt/.csv/.parquet list of paths)")
-    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--output", required=True, help="output directory (local or s3://)")
     p.add_argument("--features", action="store_true",
                    help="also write ANet FC features (for `train heads`)")
@@ -220,7 +230,7 @@ def _add_localize(sub) -> None:
                  "LNet_s's averaged response maps with the chosen boxes, and the boxes printed.")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, directories, globs or manifests")
-    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--out", required=True, help="folder for the PNGs and boxes.jsonl")
     p.add_argument("--all-faces", action="store_true",
                    help="every face above the threshold (default: the dominant face)")
@@ -231,13 +241,29 @@ def _add_localize(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     p = _command(sub, "evaluate", "faceattr_ray.cli.evaluate:run",
-                 "Per-attribute accuracy of a bundle on a CelebA-layout root.")
-    p.add_argument("--model", required=True, help="model bundle directory")
-    p.add_argument("--celeba-root", required=True, help="CelebA-layout root")
-    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full",
-                   help="how faces are found (default full: CelebA's aligned crops are faces)")
-    p.add_argument("--limit", type=COUNT, default=None, help="evaluate only the first N images")
+                 "Per-attribute accuracy of a bundle on a CelebA-layout root, or on a folder of "
+                 "photos with face boxes and labels.")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--celeba-root", default=None, help="CelebA-layout root")
+    source.add_argument("--photos", default=None,
+                        help="folder of photos whose faces --labels gives (file names in "
+                             "--labels are relative to it)")
+    p.add_argument("--labels", default=None,
+                   help='with --photos: JSON {"file.jpg": [{"box": [x1, y1, x2, y2], "Male": 1, '
+                        '"Smiling": 0, ...}, ...]}; labels 1/0 or 1/-1, a missing one is unknown')
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test",
+                   help="the CelebA split (with --celeba-root)")
+    p.add_argument("--localizer", choices=["lnet", "cascade", "full", "boxes"], default=None,
+                   help="how faces are found: lnet (the bundle's LNets; default with --photos), "
+                        "cascade (LBP), full (the image is the face; default with --celeba-root: "
+                        "CelebA's aligned crops are faces), boxes (with --photos: the given "
+                        "boxes are the faces, so ANet is judged apart from localization)")
+    p.add_argument("--iou", type=_number(float, above=0, maximum=1), default=0.5,
+                   help="with --photos: overlap a detection needs to match a given box "
+                        "(default 0.5)")
+    p.add_argument("--limit", type=COUNT, default=None,
+                   help="evaluate only the first N images (photos)")
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
 
 
@@ -245,7 +271,7 @@ def _add_extract_features(sub) -> None:
     p = _command(sub, "extract-features", "faceattr_ray.cli.annotate:run_extract_features",
                  "Write ANet features of images to Parquet (for `train heads`).")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--output", required=True)
     p.add_argument("--localizer", choices=["lnet", "cascade", "full"], default="full")
     p.add_argument("--batch-size", type=COUNT, default=16)
@@ -299,7 +325,7 @@ def _add_reproduce(sub) -> None:
 def _add_report(sub) -> None:
     p = _command(sub, "report", "faceattr_ray.cli.report:run",
                  "A self-contained HTML report of a model (and optionally an annotate output).")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--celeba-root", default=None)
     p.add_argument("--annotations", default=None, help="an annotate output directory")
     p.add_argument("--out", required=True)
@@ -309,7 +335,12 @@ def _add_report(sub) -> None:
 def _add_info(sub) -> None:
     p = _command(sub, "info", "faceattr_ray.cli.info:run",
                  "Print a model bundle's configuration, attributes and FLOPs.")
-    p.add_argument("model", help="model bundle directory")
+    p.add_argument("model", nargs="?", default=None, help=MODEL_HELP)
+
+
+def _add_models(sub) -> None:
+    _command(sub, "models", "faceattr_ray.cli.models:run",
+             "List the models bundled with the package: what each was trained on, its figures.")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -321,7 +352,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
     for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_localize,
                 _add_evaluate, _add_extract_features, _add_generate, _add_reproduce, _add_report,
-                _add_info):
+                _add_info, _add_models):
         add(sub)
     return parser
 
@@ -333,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from faceattr_ray.errors import FaceAttrError
 
     try:
+        if "model" in vars(args) and args.command not in NEEDS_OWN_MODEL:
+            from faceattr_ray.bundled import resolve_model
+
+            args.model = resolve_model(args.model)
         result = func(args)
     except FaceAttrError as e:
         print(f"faceattr-ray {args.command}: error: {e}", file=sys.stderr)

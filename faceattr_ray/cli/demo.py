@@ -6,16 +6,14 @@ from __future__ import annotations
 def run(args) -> int:
     from faceattr_ray.demo import demo, summarize_table
 
-    d = demo(args.out, args.images, args.seed, args.address, args.num_cpus)
+    d = demo(args.out, args.images, args.seed, args.address, args.num_cpus, train=args.train)
     summary, output = d["summary"], d["output"]
     print()
     print("\n".join(summarize_table(output)))
     print()
     print(f"{summary['images']} images: {summary['faces']} faces, {summary['no_face']} with no "
           f"face, {summary['errors']} errors ({summary['rows']} rows)")
-    print(f"model    {d['model']}  (held-out val accuracy of its heads "
-          f"{100 * (d['heads']['held_out_accuracy']['chosen'] or 0):.1f}%; a toy trained "
-          f"in about a minute on generated faces)")
+    print(f"model    {d['model']}  ({d['about']})")
     print(f"table    {output}  (Parquet; pandas.read_parquet('{output}'))")
     print(f"overlay  {d['overlay']}")
     print(f"done in {d['seconds']:.0f} s "
