@@ -51,7 +51,8 @@ def write_photos(folder: str) -> list[str]:
     from faceattr_ray.data.sample_photos import sample_photo_paths, write_sample_photos
 
     write_sample_photos(folder)
-    os.remove(os.path.join(folder, "boxes.json"))  # the demo annotates images only
+    for extra in ("boxes.json", "labels.json"):  # the demo annotates images only
+        os.remove(os.path.join(folder, extra))
     return [os.path.join(folder, n) for n in sample_photo_paths()]
 
 

@@ -21,6 +21,12 @@ PEOPLE = {
     "grace_hopper.jpg": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
                          [[168, 135, 362, 318]]),
 }
+# Hand labels of those faces, in `evaluate --photos --labels` format (1 present, 0 absent).
+LABELS = {
+    "astronaut.png": {"Male": 0, "Smiling": 1, "Eyeglasses": 0, "Young": 1},
+    "camera.png": {"Male": 1, "Smiling": 0, "Eyeglasses": 0, "Young": 1},
+    "grace_hopper.jpg": {"Male": 0, "Smiling": 1, "Eyeglasses": 1, "Young": 0},
+}
 # Real photos without a person (a cat, a cup, a temple, a flower, a rocket): false positives.
 NO_PEOPLE = {
     "chelsea.png": ("skimage", "data/chelsea.png"),
@@ -58,7 +64,8 @@ def sample_boxes() -> dict[str, list[list[float]]]:
 
 def write_sample_photos(out: str, people: bool = True, no_people: bool = True) -> str:
     """Copy the sample photos into ``out`` as RGB files, with ``boxes.json`` beside them
-    ({"file": [[x1, y1, x2, y2], ...]}, the format of ``bench/localization.py --boxes``)."""
+    ({"file": [[x1, y1, x2, y2], ...]}, the format of ``bench/localization.py --boxes``) and
+    ``labels.json`` (boxes with hand labels, the format of ``evaluate --photos --labels``)."""
     os.makedirs(out, exist_ok=True)
     boxes = sample_boxes()
     written = {}
@@ -68,6 +75,9 @@ def write_sample_photos(out: str, people: bool = True, no_people: bool = True) -
         written[name] = boxes[name]
     with open(os.path.join(out, "boxes.json"), "w") as f:
         json.dump(written, f, indent=1)
+    labels = {n: [{"box": b, **LABELS.get(n, {})} for b in boxes] for n, boxes in written.items()}
+    with open(os.path.join(out, "labels.json"), "w") as f:
+        json.dump(labels, f, indent=1)
     return out
 
 

@@ -100,6 +100,11 @@ class PyramidLNetLocalizer:
                    threshold=bundle.threshold if threshold == "bundle" else threshold,
                    all_faces=all_faces, device=pick_device(device), **options)
 
+    @property
+    def crop_size(self) -> int:
+        """The side LNet_s reads a head-shoulder window at (as `LNetLocalizer.crop_size`)."""
+        return self.window_size
+
     def options(self) -> dict:
         """Every setting that decides a face score or box (threshold, all_faces and device
         aside), as stored in a bundle's ``localizer.options``."""
