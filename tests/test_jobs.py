@@ -74,7 +74,7 @@ def test_job_script_reports_errors_like_the_cli():
     result = _run_script("annotate.py", "images/")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "faceattr-ray annotate: error: the following arguments are required: --model, --output "
+        "faceattr-ray annotate: error: the following arguments are required: --output "
         "(see `faceattr-ray annotate --help`)"
     ]
 
