@@ -296,3 +296,15 @@ def _page_images(page: str) -> list[str]:
     parser = _Numbers()
     parser.feed(page)
     return parser.images
+
+
+def test_face_tag_lnets_give_maps_and_one_region_per_attribute(made, tmp_path):
+    """A bundle with the "wild" LNets (face tag first, then the attributes): the report draws
+    its pyramid cascade and gives one attribute region per attribute, not the face tag."""
+    wild = build_bundle("wild-smoke", seed=0)
+    save_bundle(tmp_path / "wild", wild)
+    report = build_report(ReportInputs(str(tmp_path / "wild"), made["aligned"], split="all",
+                                       limit=4), str(tmp_path / "out"))
+    _ok(report, "response_maps")
+    regions = _ok(report, "attribute_regions")
+    assert len(regions["attributes"]) == len(wild.attributes)

@@ -223,8 +223,7 @@ def _lnet_sections(bundle, samples, sample_paths, aligned: bool, device,
     sections = {}
     sections["response_maps"], traces = section_response_maps(bundle, samples, sample_paths,
                                                                device, out)
-    head = bundle.lnet_s.head
-    if head is None or head[-1].out_features != len(bundle.attributes):
+    if bundle.lnet_s.head is None or bundle.lnet_s.config.num_attributes != len(bundle.attributes):
         sections["attribute_regions"] = absent(
             "LNet_s has no attribute head for the bundle's attributes (it was not "
             "fine-tuned with attribute tags)")

@@ -198,6 +198,8 @@ def section_attribute_regions(bundle, samples: list[np.ndarray], traces, aligned
     with torch.inference_mode():
         x = Preprocess.of(bundle).normalize(np.stack(views), next(net.parameters()).device)
         maps = net.attribute_maps(x).float().mean(0).cpu().numpy()  # (A, h, w)
+    if net.config.face_tag:  # the face tag's map comes first; the regions are the attributes'
+        maps = maps[1:]
     background = np.mean(np.stack(views).astype(np.float64), axis=0).round().astype(np.uint8)
     names = list(bundle.attributes)
     peaks = analysis.attribute_map_peaks(maps)
