@@ -147,8 +147,9 @@ def draw_overlay(output: str, out_png: str, top: int = TOP, width: int = 400) ->
 
 
 def _attribute_columns(table) -> list[str]:
-    meta = {"path", "image_width", "image_height", "status", "error", "face_index", "box",
-            "face_score", "features", "model_version"}
+    from faceattr_ray.pipeline.schema import FIXED_COLUMNS
+
+    meta = {*FIXED_COLUMNS, "features"}
     return [c for c in table.columns if c not in meta]
 
 

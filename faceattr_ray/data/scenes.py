@@ -172,15 +172,18 @@ class SceneMaker:
         fh, fw = faces.shape[1:3]
         self.mask = soft_ellipse_mask(fw, fh)
 
-    def background(self, rng: np.random.Generator) -> np.ndarray:
+    def background(self, rng: np.random.Generator,
+                   size: tuple[int, int] | None = None) -> np.ndarray:
+        """A random crop of a random background photo, ``size`` (w, h; default the scene's)."""
+        width, height = size or (self.width, self.height)
         bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
         h, w = bg.shape[:2]
         # A crop of 25%..100% of the photo's short side, so textures appear at many scales.
         side = min(h, w) * rng.uniform(0.25, 1.0)
-        cw = min(w, side * max(1.0, self.width / self.height))
-        ch = min(h, cw * self.height / self.width)
+        cw = min(w, side * max(1.0, width / height))
+        ch = min(h, cw * height / width)
         x, y = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
-        img = Image.fromarray(bg).resize((self.width, self.height), Image.Resampling.BILINEAR,
+        img = Image.fromarray(bg).resize((width, height), Image.Resampling.BILINEAR,
                                          box=(x, y, x + cw, y + ch), reducing_gap=2.0)
         if rng.random() < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -205,26 +208,32 @@ class SceneMaker:
                      np.array(labels, np.float32).reshape(-1, a), np.array(index, np.int64))
 
     def _paste(self, canvas: np.ndarray, rng: np.random.Generator, taken: list,
-               src: np.ndarray | None = None) -> tuple | None:
+               src: np.ndarray | None = None,
+               face_px: tuple[float, float] | None = None) -> tuple | None:
+        """Paste a face (``src``, else a random one of ``faces``) ``face_px`` wide (default the
+        maker's range) where it covers no face in ``taken``; (index or -1, tight box) or None."""
         i = int(rng.integers(len(self.faces))) if src is None else -1
         src = self.faces[i] if src is None else src
+        height, width = canvas.shape[:2]
         fh, fw = src.shape[:2]
         fx0, fy0, fx1, fy1 = ALIGNED_FACE_BOX
-        lo, hi = self.face_px
+        lo, hi = face_px or self.face_px
         face_w = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         scale = face_w / ((fx1 - fx0) * fw)
         cw, ch = max(4, round(fw * scale)), max(4, round(fh * scale))
-        if cw > self.width or ch > self.height:
+        if cw > width or ch > height:
             return None
         for _ in range(20):
-            x, y = int(rng.integers(0, self.width - cw + 1)), int(rng.integers(0, self.height - ch + 1))
+            x, y = int(rng.integers(0, width - cw + 1)), int(rng.integers(0, height - ch + 1))
             face = (x + fx0 * cw, y + fy0 * ch, x + fx1 * cw, y + fy1 * ch)
             if all(_overlap(face, t) < 0.15 for t in taken):
                 break
         else:
             return None
         img = Image.fromarray(src)
-        alpha = Image.fromarray((self.mask * 255).astype(np.uint8))
+        # The mask at the source's own size (a portrait's face may not be one of ``faces``).
+        mask = self.mask if self.mask.shape == (fh, fw) else soft_ellipse_mask(fw, fh)
+        alpha = Image.fromarray((mask * 255).astype(np.uint8))
         if rng.random() < 0.5:
             img, alpha = (im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in (img, alpha))
         img = _jitter_colour(img, rng, 1.0)
@@ -249,17 +258,10 @@ class SceneMaker:
         lo, hi = face_px
         face_w = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         side = int(round(face_w * rng.uniform(*faces_wide)))
-        width, height = self.width, self.height
-        self.width = self.height = side
-        try:
-            canvas = self.background(rng).astype(np.float32)
-            saved, self.face_px = self.face_px, (face_w, face_w)
-            placed = None
-            while placed is None:  # always fits: the canvas is larger than the face's crop
-                placed = self._paste(canvas, rng, [], face)
-            self.face_px = saved
-        finally:
-            self.width, self.height = width, height
+        canvas = self.background(rng, (side, side)).astype(np.float32)
+        placed = None
+        while placed is None:  # always fits: the canvas is larger than the face's crop
+            placed = self._paste(canvas, rng, [], face, (face_w, face_w))
         image = degrade_image(np.clip(canvas, 0, 255).astype(np.uint8), rng, self.degrade)
         return image, placed[1]
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from faceattr_ray.attributes import CELEBA_40
+from faceattr_ray.crops import ALIGNED_FACE_BOX
 from faceattr_ray.data.backgrounds import DISTRACTOR_KINDS, draw_distractor, make_background
 from faceattr_ray.data.people import (
     BUST,
@@ -36,7 +37,7 @@ from faceattr_ray.errors import DataError
 
 ALIGNED_SIZE = (89, 109)  # (W, H) of celeba-mini's crops
 # Where the face sits inside a CelebA aligned crop, as fractions (x1, y1, x2, y2) of W and H.
-ALIGNED_FACE_REGION = (0.22, 0.33, 0.78, 0.86)
+ALIGNED_FACE_REGION = ALIGNED_FACE_BOX  # where aligned crops hold the face (crops.py)
 
 # --- scenes ----------------------------------------------------------------------------------
 

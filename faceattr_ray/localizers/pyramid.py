@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from faceattr_ray.crops import box_iou, crop_resize
+from faceattr_ray.crops import crop_resize
 from faceattr_ray.localizers.base import Detection, as_rgb, resize_rgb
+from faceattr_ray.localizers.windows import nms
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, to_tensor
 
 DEFAULT_GEOMETRY = {"width": 1.0, "height": 1.25, "dy": 0.0}
@@ -154,7 +155,7 @@ class PyramidLNetLocalizer:
             return np.zeros((0, 4))
         p = np.array(rows)
         p[:, 3] = 1 / (1 + np.exp(-p[:, 3]))
-        keep = _nms(_square(p), p[:, 3], self.nms_iou)[: self.max_proposals]
+        keep = nms(_square(p), p[:, 3], self.nms_iou)[: self.max_proposals]
         return p[keep]
 
     # --- stage 2 -------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ class PyramidLNetLocalizer:
         keep = np.zeros(0, np.int64)
         boxes = self.to_boxes(faces) if len(faces) else np.zeros((0, 4))
         if len(faces):
-            keep = _nms(boxes, faces[:, 3], self.nms_iou)
+            keep = nms(boxes, faces[:, 3], self.nms_iou)
             if self.threshold is not None:
                 keep = keep[faces[keep, 3] >= self.threshold]
             keep = keep[: self.max_faces] if self.all_faces else keep[:1]
@@ -274,13 +275,3 @@ def _max_over_scales(maps: list[np.ndarray]) -> np.ndarray | None:
 def _square(p: np.ndarray) -> np.ndarray:
     half = p[:, 2] / 2
     return np.stack([p[:, 0] - half, p[:, 1] - half, p[:, 0] + half, p[:, 1] + half], 1)
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        order = order[1:][box_iou(boxes[i:i + 1], boxes[order[1:]])[0] <= iou]
-    return np.array(keep, np.int64)

@@ -122,12 +122,8 @@ class SceneBatches:
             zoom = rng.uniform(0.6, 1.3)
             return head_shoulder_window(scene, 0, rng, out, zoom, jitter=0.4), 0.0, none
         # A window of a face-free photo (same backgrounds, same degradations).
-        size = self.maker.width, self.maker.height
-        self.maker.width = self.maker.height = out
-        try:
-            return degrade_image(self.maker.background(rng), rng, self.maker.degrade), 0.0, none
-        finally:
-            self.maker.width, self.maker.height = size
+        empty = self.maker.background(rng, (out, out))
+        return degrade_image(empty, rng, self.maker.degrade), 0.0, none
 
     def batch(self, rng: np.random.Generator, n: int):
         items = [self.sample(rng) for _ in range(n)]
