@@ -64,6 +64,10 @@ RECIPE: dict = {
     # scene_size scenes (LNet_o), window_size head-shoulder windows (LNet_s).
     "lnets": {"steps_o": 800, "steps_s": 600, "batch_size": 32, "lr": 0.003,
               "weight_decay": 1e-4, "scene_size": 128, "face_px": [24, 64], "window_size": 96,
+              # share of faces pasted whole (neck, shoulders, own surroundings) under a
+              # feathered rectangle, and up to this many background patches pasted alike:
+              # 0.5 and 2 (with 1000 + 800 steps) localized worse everywhere (README)
+              "context_share": 0.0, "distractors": 0,
               "background_val_share": 0.25, "hard_negative_photos": None,
               "init": None},  # a bundle whose LNets to take as they are (skips their training)
     # Scenes of val faces on held-apart backgrounds that set the box geometry and threshold
@@ -80,12 +84,12 @@ RECIPE: dict = {
                       "min_images": 2},
     "lnet_finetune": {"epochs": 3, "lr": 0.01, "batch_size": 32, "headshoulder": "lnet_o"},
     # Optimiser and schedule chosen on val by bench/celeba_recipe.py, never on test (README).
-    # 12 epochs, not the 24 chosen there: half the crops are now made in the wild (about 3x
-    # slower to make), and 12 keep reproduce within its CPU budget (README, results).
-    "anet_finetune": {"epochs": 12, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
+    # 16 epochs, not the 24 chosen there: half the crops are now made in the wild (about 3x
+    # slower to make), and 16 keep reproduce within its CPU budget (README, results).
+    "anet_finetune": {"epochs": 16, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
                       # share of training crops made as a localizer finds faces in photos
-                      "wild": {"share": 0.5, "face_px": [24, 64]}},
+                      "wild": {"share": 0.5, "face_px": [24, 64], "context_share": 0.5}},
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
         "class_weight": None,
@@ -94,6 +98,8 @@ RECIPE: dict = {
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
         "patches": True,  # one SVM sample per patch (the paper) rather than the patch mean
+        # each val face also as found in a photo (ANet's wild crops), this many copies
+        "wild_copies": 1,
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
     "localization_check": 300,  # test scenes scored for the results' localization figure
@@ -224,8 +230,6 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
         with timer.stage("lnets"):
             lnets, info = train_scene_lnets(root, backgrounds, recipe, seed, limit)
             print(f"[reproduce] LNets: {json.dumps(info)}")
-        if wild_crops and wild_crops.get("share", 0) > 0:
-            anet_options["wild"] = {**wild_crops, "backgrounds": list(backgrounds)}
     else:
         ln = dict(recipe["lnet_finetune"])
         headshoulder = ln.pop("headshoulder", "lnet_o")
@@ -234,6 +238,9 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
                                              headshoulder=headshoulder, **common, **ln,
                                              lnet=lnet_arch, anet=anet_arch, run_name="lnets")
             print(f"[reproduce] LNets: {json.dumps({k: _short(v) for k, v in metrics.items()})}")
+    if uses_scenes(recipe) and wild_crops and wild_crops.get("share", 0) > 0:
+        # ANet's wild crops, whether the LNets were trained here or taken from ``lnets.init``
+        anet_options["wild"] = {**wild_crops, "backgrounds": list(backgrounds)}
     with timer.stage("anet_finetune"):
         anets, metrics, cfg = api.finetune(root, nets=("anet",), init=init, **common,
                                            **anet_options, anet=anet_arch,
@@ -264,6 +271,29 @@ def aligned_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np
                                                     np.float32)
 
 
+def wild_patch_features(bundle, paths: list[str], backgrounds: list[str], wild: dict,
+                        seed: int, batch_size: int = 64) -> np.ndarray:
+    """ANet FC vectors of every patch, (N, P, F), of the same aligned faces as a localizer
+    finds them in photos (`data.scenes.wild_face_window`, the crops ANet's fine-tuning makes
+    in the wild, framed by the bundle's rule), one copy per image, fixed seed."""
+    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.data.scenes import portrait_maker, wild_face_window
+    from faceattr_ray.models import Preprocess
+    from faceattr_ray.predictor import Predictor
+
+    predictor = Predictor(bundle, device="cpu", localizer="full")
+    face_box = Preprocess.of(bundle).face_box
+    maker = portrait_maker(backgrounds, wild.get("context_share", 0.0))
+    rng = np.random.default_rng([seed, 23])
+    out = []
+    for start in range(0, len(paths), batch_size):
+        crops = np.stack([wild_face_window(load_image(p), maker, rng, predictor.crop_side,
+                                           tuple(wild.get("face_px", (24, 110))), face_box)
+                          for p in paths[start:start + batch_size]])
+        out.append(predictor.patch_features(crops).numpy())
+    return np.concatenate(out)
+
+
 def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int) -> np.ndarray:
     """TRAIN / VAL code per val image: ``share`` of the identities held out (VAL), so the
     images that choose C show people the SVMs never saw."""
@@ -281,10 +311,14 @@ def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int)
     return codes
 
 
-def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
+def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int,
+                        backgrounds: list[str] | None = None) -> tuple:
     """Linear heads from val features (+ train with fit_splits). Per attribute: an SVM, C
     chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
-    those same images ("best"). Returns (LinearHeads, info for the results)."""
+    those same images ("best"). With ``heads.wild_copies`` and ``backgrounds``, each val face
+    also enters as a localizer finds it in a photo (same label, same side of the hold-out), so
+    the heads and their choice serve found faces as well as aligned ones. Returns
+    (LinearHeads, info for the results)."""
     from faceattr_ray.data.celeba import read_celeba
     from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
     from faceattr_ray.metrics import attribute_metrics
@@ -296,10 +330,16 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
         data = read_celeba(root, split=split)
         cols = [list(data.names).index(n) for n in names]
         x = aligned_patch_features(bundle, list(data.paths))
-        xs.append(x)
-        ys.append(data.labels[:, cols])
-        codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
-                     else np.full(len(x), TRAIN, np.int8))
+        code = (_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
+                else np.full(len(x), TRAIN, np.int8))
+        copies = [x]
+        if h.get("wild_copies") and backgrounds:
+            wild = (recipe["anet_finetune"].get("wild") or {})
+            copies += [wild_patch_features(bundle, list(data.paths), backgrounds, wild, seed + k)
+                       for k in range(h["wild_copies"])]
+        xs.extend(copies)
+        ys.extend([data.labels[:, cols]] * len(copies))
+        codes.extend([code] * len(copies))
     if "val" not in h["fit_splits"]:
         raise ValueError("heads.fit_splits must include 'val' (C is chosen there)")
     x, y, split = np.concatenate(xs), np.concatenate(ys), np.concatenate(codes)
@@ -537,7 +577,7 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
     with timer.stage("heads"):
         api.save_job_bundle(model, nets, dict(cfg, job="reproduce"))
         bundle = load_bundle(model)
-        heads, heads_info = fit_attribute_heads(bundle, root, recipe, seed)
+        heads, heads_info = fit_attribute_heads(bundle, root, recipe, seed, bg_train)
         write_heads_bundle(model, heads, bundle, {"protocol": "reproduce", **heads_info})
         h = heads_info["held_out_accuracy"]
         print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "

@@ -162,3 +162,34 @@ def test_held_out_val_part_is_identity_disjoint():
     codes = _holdout_codes(identity, len(identity), 0.3, seed=0)
     assert set(identity[codes == VAL]).isdisjoint(identity[codes == TRAIN])
     assert len(set(identity[codes == VAL])) == 6
+
+
+@pytest.mark.parametrize("given_lnets", [False, True])
+def test_anet_gets_its_wild_crops_whether_lnets_are_trained_or_given(tmp_path, monkeypatch,
+                                                                    given_lnets):
+    """The in-the-wild half of ANet's crops must not depend on where the LNets came from (a
+    run with ``lnets.init`` once fine-tuned ANet on aligned crops only)."""
+    from faceattr_ray import reproduce
+    from faceattr_ray.bundle import save_bundle
+    from faceattr_ray.presets import build_bundle
+    from faceattr_ray.train import api
+
+    recipe = reproduce.resolve_recipe(True, None)
+    recipe["anet_finetune"]["wild"] = {"share": 0.5, "face_px": [24, 64]}
+    recipe["anet_pretrain"]["epochs"] = 0
+    if given_lnets:
+        save_bundle(str(tmp_path / "given"), build_bundle("wild-smoke", seed=0))
+        recipe["lnets"]["init"] = str(tmp_path / "given")
+    else:
+        monkeypatch.setattr(reproduce, "train_scene_lnets",
+                            lambda *a, **k: ({"lnet_o": None, "lnet_s": None}, {}))
+    seen = {}
+
+    def fake_finetune(root, **kwargs):
+        seen.update(kwargs)
+        return {"anet": None}, {"anet": {}}, {}
+
+    monkeypatch.setattr(api, "finetune", fake_finetune)
+    reproduce.train_networks("root", None, str(tmp_path / "work"), recipe, reproduce.Timer(),
+                             seed=0, backgrounds=["a.jpg", "b.jpg"])
+    assert seen["wild"] == {"share": 0.5, "face_px": [24, 64], "backgrounds": ["a.jpg", "b.jpg"]}

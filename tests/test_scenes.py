@@ -16,6 +16,7 @@ from faceattr_ray.data.scenes import (
     list_backgrounds,
     rotated_box,
     soft_ellipse_mask,
+    soft_rect_mask,
     split_backgrounds,
     wild_face_window,
 )
@@ -37,8 +38,9 @@ def _backgrounds(n: int = 3) -> list[np.ndarray]:
     return [np.full((200, 300, 3), 20 * (k + 1), np.uint8) for k in range(n)]
 
 
-def test_soft_mask_has_no_hard_edge():
-    mask = soft_ellipse_mask(89, 109)
+@pytest.mark.parametrize("make_mask", [soft_ellipse_mask, soft_rect_mask])
+def test_soft_mask_has_no_hard_edge(make_mask):
+    mask = make_mask(89, 109)
     assert mask.max() == pytest.approx(1.0)
     # Zero along the whole rectangular border: the crop's edge never shows.
     border = np.r_[mask[0], mask[-1], mask[:, 0], mask[:, -1]]
@@ -46,6 +48,25 @@ def test_soft_mask_has_no_hard_edge():
     # No step: neighbouring pixels differ by a small fraction of the full range.
     assert np.abs(np.diff(mask, axis=0)).max() < 0.2
     assert np.abs(np.diff(mask, axis=1)).max() < 0.2
+
+
+def test_distractor_patches_are_not_faces():
+    """Background patches pasted with the faces' own masks change the picture but add no face:
+    the image-level tag stays 0 and no box appears, so a paste's outline cannot mean 'face'."""
+    faces, labels = _faces()
+    bgs = [np.full((200, 300, 3), 20, np.uint8), np.full((200, 300, 3), 220, np.uint8)]
+    plain = SceneMaker(faces, labels, bgs, size=(96, 96), face_px=(20, 30))
+    busy = SceneMaker(faces, labels, bgs, size=(96, 96), face_px=(20, 30), distractors=3,
+                      context_share=0.5)
+    changed = 0
+    for k in range(12):
+        a = plain(np.random.default_rng(k), num_faces=0)
+        b = busy(np.random.default_rng(k), num_faces=0)
+        assert len(b.boxes) == 0 and image_tags(b, 40)[0] == 0.0
+        changed += int(np.abs(a.image.astype(int) - b.image.astype(int)).max() > 120)
+    assert changed >= 6  # most scenes received a patch of the other background
+    with_faces = busy(np.random.default_rng(0), num_faces=2)
+    assert len(with_faces.boxes) == 2 and image_tags(with_faces, 40)[0] == 1.0
 
 
 def test_negatives_carry_face_tag_zero_and_no_attribute_loss():

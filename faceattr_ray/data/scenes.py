@@ -94,8 +94,21 @@ def soft_ellipse_mask(width: int, height: int, ellipse: Sequence[float] = PASTE_
     rx, ry = (x1 - x0) / 2 * width, (y1 - y0) / 2 * height
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     r = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
-    t = np.clip((1.0 - r) / feather, 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no kink where it reaches 1
+    return _smoothstep((1.0 - r) / feather)
+
+
+def soft_rect_mask(width: int, height: int, feather: float = 0.12) -> np.ndarray:
+    """(height, width) float32 alpha: 1 in the middle, falling smoothly to 0 at the rectangle's
+    border over ``feather`` of the short side. Pastes a whole aligned crop (face, hair, neck,
+    shoulders and its own photo's surroundings, as faces come in real photos) without an edge."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    to_border = np.minimum(np.minimum(xs, width - 1 - xs), np.minimum(ys, height - 1 - ys))
+    return _smoothstep(to_border / max(1.0, feather * min(width, height)))
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)  # no kink where it reaches 0 or 1
 
 
 def rotated_box(box: Sequence[float], centre: tuple[float, float], degrees: float) -> np.ndarray:
@@ -154,14 +167,17 @@ class SceneMaker:
 
     ``faces``: (N, h, w, 3) uint8 aligned crops (CelebA framing); ``labels``: (N, A) 0/1.
     Each face is scaled so its tight box is ``face_px`` wide (log-uniform), flipped, turned up to
-    ``max_rotation`` degrees, colour-jittered, and pasted with a soft ellipse where it covers no
-    other face; the whole scene is then degraded (``degrade_image``).
+    ``max_rotation`` degrees, colour-jittered, and pasted where it covers no other face: with a
+    soft ellipse around face and hair, or (``context_share`` of them) whole, with its neck,
+    shoulders and surroundings, under a feathered rectangle. Up to ``distractors`` patches of
+    other backgrounds are pasted first with the same masks, so a paste's outline never tells a
+    face. The whole scene is then degraded (``degrade_image``).
     """
 
     def __init__(self, faces: np.ndarray, labels: np.ndarray, backgrounds: Sequence[np.ndarray],
                  size: tuple[int, int] = (128, 128), face_px: tuple[float, float] = (24, 64),
                  max_faces: int = 3, empty_share: float = 0.4, max_rotation: float = 20.0,
-                 degrade: float = 1.0) -> None:
+                 degrade: float = 1.0, context_share: float = 0.0, distractors: int = 0) -> None:
         if len(faces) == 0 or len(backgrounds) == 0:
             raise DataError("scenes need at least one face and one background")
         self.faces, self.labels = faces, np.asarray(labels, np.float32)
@@ -169,8 +185,9 @@ class SceneMaker:
         self.width, self.height = size
         self.face_px, self.max_faces = face_px, max_faces
         self.empty_share, self.max_rotation, self.degrade = empty_share, max_rotation, degrade
+        self.context_share, self.distractors = context_share, distractors
         fh, fw = faces.shape[1:3]
-        self.mask = soft_ellipse_mask(fw, fh)
+        self.masks = {"ellipse": soft_ellipse_mask(fw, fh), "rect": soft_rect_mask(fw, fh)}
 
     def background(self, rng: np.random.Generator,
                    size: tuple[int, int] | None = None) -> np.ndarray:
@@ -191,6 +208,9 @@ class SceneMaker:
 
     def __call__(self, rng: np.random.Generator, num_faces: int | None = None) -> Scene:
         canvas = self.background(rng).astype(np.float32)
+        fh, fw = self.faces.shape[1:3]
+        for _ in range(int(rng.integers(0, self.distractors + 1)) if self.distractors else 0):
+            self._paste(canvas, rng, [], self.background(rng, (fw, fh)))
         if num_faces is None:
             num_faces = 0 if rng.random() < self.empty_share else int(rng.integers(1, self.max_faces + 1))
         boxes, labels, index, taken = [], [], [], []
@@ -231,8 +251,11 @@ class SceneMaker:
         else:
             return None
         img = Image.fromarray(src)
-        # The mask at the source's own size (a portrait's face may not be one of ``faces``).
-        mask = self.mask if self.mask.shape == (fh, fw) else soft_ellipse_mask(fw, fh)
+        # (no draw when context_share is 0: scenes made before it existed stay the same)
+        shape = "rect" if self.context_share and rng.random() < self.context_share else "ellipse"
+        mask = self.masks[shape]
+        if mask.shape != (fh, fw):  # a portrait's face need not be one of ``faces``
+            mask = soft_rect_mask(fw, fh) if shape == "rect" else soft_ellipse_mask(fw, fh)
         alpha = Image.fromarray((mask * 255).astype(np.uint8))
         if rng.random() < 0.5:
             img, alpha = (im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in (img, alpha))
@@ -296,6 +319,13 @@ def image_tags(scene: Scene, num_attributes: int) -> tuple[float, np.ndarray]:
     if len(scene.boxes) == 0:
         return 0.0, np.full(num_attributes, np.nan, np.float32)
     return 1.0, np.nanmax(scene.labels, axis=0)
+
+
+def portrait_maker(backgrounds: Sequence[str], context_share: float = 0.0) -> SceneMaker:
+    """A maker with no faces of its own, for `SceneMaker.portrait` / `wild_face_window` of
+    faces the caller gives: the background photos are decoded once."""
+    return SceneMaker(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 1), np.float32),
+                      [load_background(p) for p in backgrounds], context_share=context_share)
 
 
 def wild_face_window(face: np.ndarray, maker: SceneMaker, rng: np.random.Generator, size: int,

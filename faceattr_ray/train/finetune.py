@@ -237,15 +237,13 @@ def wild_crop(aligned: np.ndarray, cfg: dict, size: int, rng: np.random.Generato
     """An aligned face as ANet meets it in a photo: pasted small on a real background, turned,
     recoloured, degraded, found with a localizer's box errors and framed by the job's framing
     rule (`data.scenes.wild_face_window`)."""
-    from faceattr_ray.data.scenes import SceneMaker, load_background, wild_face_window
+    from faceattr_ray.data.scenes import portrait_maker, wild_face_window
     from faceattr_ray.train.common import preprocess_of
 
     wild = cfg["wild"]
-    key = tuple(wild["backgrounds"])
+    key = (tuple(wild["backgrounds"]), wild.get("context_share", 0.0))
     if key not in _SCENE_MAKERS:
-        dummy = np.zeros((1, 8, 8, 3), np.uint8)
-        _SCENE_MAKERS[key] = SceneMaker(dummy, np.zeros((1, 1)),
-                                        [load_background(p) for p in key])
+        _SCENE_MAKERS[key] = portrait_maker(*key)
     pre = preprocess_of(cfg)
     if pre.face_box is None:
         raise ValueError("ANet's wild crops need preprocess.face_box (the framing rule)")

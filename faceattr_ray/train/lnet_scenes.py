@@ -222,7 +222,8 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
 
     r = recipe
     maker = SceneMaker(faces, labels, backgrounds, size=(r["scene_size"], r["scene_size"]),
-                       face_px=tuple(r["face_px"]))
+                       face_px=tuple(r["face_px"]), context_share=r.get("context_share", 0.0),
+                       distractors=r.get("distractors", 0))
     common = {"batch_size": r["batch_size"], "lr": r["lr"], "weight_decay": r["weight_decay"],
               "window_size": r["window_size"], "seed": seed}
     t0 = time.perf_counter()
