@@ -217,12 +217,19 @@ CANDIDATES: dict[str, dict] = {
     "balanced_w": {"class_weight": "balanced"},  # class-balanced SVM loss weights
     "no_refit": {"refit": False},  # SVMs fit on the fit part only, as the points were chosen
     "flip_balanced_w": {"flip": True, "class_weight": "balanced"},
+    # the same levers on patch-mean samples (25x fewer SVM rows: minutes, not tens of minutes,
+    # on a shared 2-core CPU)
+    "mean_flip": {"patches": False, "flip": True},
+    "mean_balanced_w": {"patches": False, "class_weight": "balanced"},
+    "mean_no_refit": {"patches": False, "refit": False},
+    "mean_flip_balanced_w": {"patches": False, "flip": True, "class_weight": "balanced"},
 }
-# Each candidate's heads are scored at these points, with both ways of choosing the accuracy
-# and balanced thresholds (heads/points.py): "empirical" (best on the choice images) and
-# "platt" (read off the sigmoid fitted there); one fit serves both.
+# Each candidate's heads are scored at these points, with each way of choosing the accuracy
+# and balanced thresholds (heads/points.py METHODS): "empirical" (best on the choice images),
+# "guarded" (accuracy: 0 unless the best beats it clearly) and "platt" (read off the sigmoid
+# fitted there); one fit serves all.
 POINTS = ("zero", "accuracy", "balanced", "precision:0.9")
-METHODS = ("empirical", "platt")
+METHODS = ("empirical", "guarded", "platt")
 
 
 def val_patch_features(bundle, paths: list[str], cache: str | None) -> np.ndarray:
@@ -237,6 +244,24 @@ def val_patch_features(bundle, paths: list[str], cache: str | None) -> np.ndarra
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         np.save(cache, x.astype(np.float16))
     return x
+
+
+def flip_cost(bundle, paths: list[str], rounds: int = 2) -> dict:
+    """Seconds to score ``paths`` (aligned faces, decode included) without and with test-time
+    flip, interleaved ``rounds`` times on the same images; the ratio is what flip costs."""
+    from faceattr_ray.evaluation.evaluate import predict_scores
+    from faceattr_ray.predictor import Predictor
+
+    seconds = {False: [], True: []}
+    for _ in range(rounds):
+        for flip in (False, True):
+            predictor = Predictor(bundle, device="cpu", localizer="full", flip=flip)
+            start = time.perf_counter()
+            predict_scores(predictor, paths)
+            seconds[flip].append(time.perf_counter() - start)
+    plain, flipped = min(seconds[False]), min(seconds[True])
+    return {"images": len(paths), "seconds_plain": round(plain, 2),
+            "seconds_flip": round(flipped, 2), "ratio": round(flipped / plain, 2)}
 
 
 def points_run(model: str, data: str, names: list[str], seed: int, solver: str | None,
@@ -291,9 +316,11 @@ def points_run(model: str, data: str, names: list[str], seed: int, solver: str |
                 points = choose_points(*held, bundle.attributes, precisions=[0.9],
                                        method=method)
                 for pt in POINTS:
-                    if method == "platt" and pt not in ("accuracy", "balanced"):
+                    if method != "empirical" and pt not in ("accuracy", "balanced"):
                         continue  # the same thresholds either way
-                    key = pt if method == "empirical" else f"{pt} (platt)"
+                    if method == "guarded" and pt != "accuracy":
+                        continue
+                    key = pt if method == "empirical" else f"{pt} ({method})"
                     m = attribute_metrics(y[measure], sm, bundle.attributes,
                                           points.threshold(pt))
                     for k, v in m["mean"].items():
@@ -313,9 +340,12 @@ def points_run(model: str, data: str, names: list[str], seed: int, solver: str |
         r = results[name]["points"]
         print(f"[points] {name:16s} " + "  ".join(
             f"{pt}: acc {100 * r[pt]['accuracy']:.2f} bal {100 * r[pt]['balanced_accuracy']:.2f}"
-            for pt in ("zero", "accuracy", "balanced", "accuracy (platt)", "balanced (platt)"))
+            for pt in ("zero", "accuracy", "balanced", "accuracy (guarded)", "accuracy (platt)",
+                       "balanced (platt)"))
             + f"  AP {100 * r['zero']['average_precision']:.2f}  ({seconds:.0f} s)", flush=True)
-    return {"model": model, "seed": seed, "val_images": len(y),
+    cost = flip_cost(bundle, [str(p) for p in val.paths[:128]])
+    print(f"[points] flip cost: {cost}", flush=True)
+    return {"model": model, "seed": seed, "val_images": len(y), "flip_cost": cost,
             "fit_images": int((codes != VAL).sum()), "choose_measure_images":
             [int(first.sum()), int(second.sum())], "extract_s": round(extract_s, 1),
             "candidates": results, "torch_threads": torch.get_num_threads()}

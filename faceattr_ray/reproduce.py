@@ -359,6 +359,10 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
     # Operating points on the held-out images, scored by heads that never saw them: the SVMs
     # before their refit (the refit keeps each C), ANet's layer as it is.
     if svm.held_out is not None:
+        # the solver returns the held-out rows in order (both solvers keep it); checked, as
+        # a reordering would pair scores with other faces' labels
+        if not np.array_equal(svm.held_out[1], y[held].astype(np.float32), equal_nan=True):
+            raise RuntimeError("held-out scores came back in another order than the images")
         held_scores = np.where(use_anet[None, :], anet_scores, svm.held_out[0])
         where = "val identities held out of the SVM fit (scored before the refit)"
     else:  # one C: no choice was made, so no images were held out; in-sample, said so
@@ -756,6 +760,14 @@ def write_results(folder: str, results: dict, reference: dict[str, float]) -> No
                 f"{_cell(results['paper_mean_accuracy'])}%). Total "
                 f"{results['total_seconds'] / 60:.1f} min on {results['machine']['cpus']} CPUs; "
                 f"stages (s): {', '.join(f'{k} {v:.0f}' for k, v in t.items())}.\n\n")
+        points = results["test"].get("points") or {}
+        if points:
+            f.write("At the operating points stored in the bundle (chosen on held-out val "
+                    "identities): " + "; ".join(
+                        f"{p} accuracy {_cell(m['mean']['accuracy'])}%, balanced "
+                        f"{_cell(m['mean']['balanced_accuracy'])}%" for p, m in points.items())
+                    + f". Mean AP {_cell(results['test']['mean'].get('average_precision'))}%."
+                    "\n\n")
         f.write(markdown_table(results["test"], reference) + "\n")
     plot_accuracy(results["test"], reference, os.path.join(folder, "accuracy.png"))
 

@@ -150,3 +150,17 @@ def test_average_precision_matches_sklearn():
     m2 = attribute_metrics(y, s, ["A", "B", "C"], np.array([0.5, -0.5, 0.0]))
     assert m2["mean"]["average_precision"] == m["mean"]["average_precision"]
     assert m2["attributes"]["A"]["accuracy"] != m["attributes"]["A"]["accuracy"]
+
+
+def test_guarded_accuracy_keeps_zero_unless_the_gain_is_clear():
+    from faceattr_ray.heads.points import guarded_accuracy_threshold
+
+    rng = np.random.default_rng(6)
+    # a clear shift: positives rare, the Bayes threshold well right of 0 -> moved
+    truth = rng.random(5000) < 0.1
+    scores = np.where(truth, 1.0, -1.0) + rng.normal(0, 1, truth.size)
+    assert guarded_accuracy_threshold(scores, truth) == best_threshold(scores, truth, "accuracy")
+    # 0 is already right (balanced classes, symmetric): any move is noise -> 0 kept
+    truth = rng.random(200) < 0.5
+    scores = np.where(truth, 1.0, -1.0) + rng.normal(0, 1, truth.size)
+    assert guarded_accuracy_threshold(scores, truth) == 0.0

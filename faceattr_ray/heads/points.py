@@ -35,6 +35,7 @@ from faceattr_ray.errors import DataError
 
 NAMED_POINTS = ("zero", "accuracy", "balanced")
 DEFAULT_PRECISIONS = (0.8, 0.9, 0.95)
+METHODS = ("empirical", "guarded", "platt")  # how the accuracy and balanced points are read
 
 
 def parse_point(text: str) -> str:
@@ -201,6 +202,20 @@ class OperatingPoints:
                    arr(stored["platt"]["a"]), arr(stored["platt"]["b"]), info)
 
 
+def guarded_accuracy_threshold(scores, truth, z: float = 2.0) -> float:
+    """The accuracy point's threshold only where it beats 0 clearly on these images: its gain
+    in correct decisions over score > 0, g = wins - losses among the d images whose decision
+    differs, must reach z * sqrt(d) (McNemar's test, about 2 sigma at z = 2); else 0. On a few
+    hundred faces the best threshold is often chance, and 0 is the SVM's own boundary."""
+    scores = np.asarray(scores, np.float64)
+    truth = np.asarray(truth, bool)
+    t = best_threshold(scores, truth, "accuracy")
+    moved = (scores > t) != (scores > 0)
+    wins = int(((scores > t) == truth)[moved].sum())
+    losses = int(moved.sum()) - wins
+    return t if wins - losses >= z * np.sqrt(max(wins + losses, 1)) else 0.0
+
+
 def platt_threshold(a: float, b: float, probability: float) -> float:
     """The score where Platt's sigmoid (a, b) crosses ``probability`` (0 when a <= 0: the
     scores carry no usable order)."""
@@ -216,13 +231,14 @@ def choose_points(scores, labels, names: Sequence[str],
     and labels (N, A) in {1, 0, NaN} (NaN: left out for that attribute).
 
     ``method``: "empirical" takes the accuracy and balanced thresholds that are best on these
-    images (`best_threshold`); "platt" reads them off the fitted sigmoid instead (accuracy:
+    images (`best_threshold`); "guarded" is empirical but keeps 0 for accuracy unless the best
+    threshold beats it clearly (`guarded_accuracy_threshold`); "platt" reads them off the fitted sigmoid instead (accuracy:
     P(present) = 0.5; balanced: P(present) = the attribute's positive rate, where a calibrated
     posterior's likelihood ratio is 1), two fitted numbers rather than a step function's
     maximum, so less tied to the few positives of a rare attribute. Precision points are
     empirical either way."""
-    if method not in ("empirical", "platt"):
-        raise ValueError(f"method must be 'empirical' or 'platt', not {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     s = np.asarray(scores, np.float64)
     y = np.asarray(labels, np.float64)
     if s.shape != y.shape or s.ndim != 2 or s.shape[1] != len(names):
@@ -240,6 +256,8 @@ def choose_points(scores, labels, names: Sequence[str],
             t = best_threshold(sj, tj, k)
             thresholds[k][j] = np.nan if t is None else t
         a[j], b[j] = fit_platt(sj, tj)
+        if method == "guarded" and 0 < tj.sum() < len(tj):
+            thresholds["accuracy"][j] = guarded_accuracy_threshold(sj, tj)
         if method == "platt" and 0 < tj.sum() < len(tj):
             thresholds["accuracy"][j] = platt_threshold(a[j], b[j], 0.5)
             thresholds["balanced"][j] = platt_threshold(a[j], b[j], float(tj.mean()))
