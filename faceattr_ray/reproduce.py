@@ -764,8 +764,9 @@ def write_results(folder: str, results: dict, reference: dict[str, float]) -> No
         if points:
             f.write("At the operating points stored in the bundle (chosen on held-out val "
                     "identities): " + "; ".join(
-                        f"{p} accuracy {_cell(m['mean']['accuracy'])}%, balanced "
-                        f"{_cell(m['mean']['balanced_accuracy'])}%" for p, m in points.items())
+                        f"point {p}: accuracy {_cell(m['mean']['accuracy'])}%, balanced "
+                        f"accuracy {_cell(m['mean']['balanced_accuracy'])}%"
+                        for p, m in points.items())
                     + f". Mean AP {_cell(results['test']['mean'].get('average_precision'))}%."
                     "\n\n")
         f.write(markdown_table(results["test"], reference) + "\n")

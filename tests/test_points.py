@@ -164,3 +164,21 @@ def test_guarded_accuracy_keeps_zero_unless_the_gain_is_clear():
     truth = rng.random(200) < 0.5
     scores = np.where(truth, 1.0, -1.0) + rng.normal(0, 1, truth.size)
     assert guarded_accuracy_threshold(scores, truth) == 0.0
+
+
+def test_guarded_precision_needs_the_lower_bound_to_reach_the_target():
+    from faceattr_ray.heads.points import wilson_lower
+
+    scores = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 2.0])
+    truth = np.array([0, 0, 1, 0, 1, 1], bool)
+    assert best_threshold(scores, truth, "precision:0.9") == 0.75  # 2 of 2: observed 1.0
+    # 2 of 2 has a Wilson lower bound of 2/3 at z = 1: not enough evidence for 0.9
+    assert np.isclose(wilson_lower(np.array([2.0]), np.array([2.0]), 1.0)[0], 2 / 3)
+    assert best_threshold(scores, truth, "precision:0.9", confidence_z=1.0) is None
+    # with many faces the bound closes in on the observed precision
+    rng = np.random.default_rng(7)
+    truth = rng.random(20000) < 0.2
+    scores = np.where(truth, 2.0, -1.0) + rng.normal(0, 1, truth.size)
+    loose = best_threshold(scores, truth, "precision:0.9")
+    strict = best_threshold(scores, truth, "precision:0.9", confidence_z=1.0)
+    assert loose <= strict < loose + 0.2

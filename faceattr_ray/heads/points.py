@@ -36,6 +36,7 @@ from faceattr_ray.errors import DataError
 NAMED_POINTS = ("zero", "accuracy", "balanced")
 DEFAULT_PRECISIONS = (0.8, 0.9, 0.95)
 METHODS = ("empirical", "guarded", "platt")  # how the accuracy and balanced points are read
+GUARD_Z = 1.0  # "guarded" precision points: the Wilson lower bound at 1 standard error
 
 
 def parse_point(text: str) -> str:
@@ -79,10 +80,21 @@ def _nearest_zero(cuts: np.ndarray, good: np.ndarray) -> float:
     return float(cuts[idx[np.argmin(np.abs(cuts[idx]))]])
 
 
-def best_threshold(scores, truth, point: str) -> float | None:
+def wilson_lower(hits: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """Wilson's lower confidence bound of a proportion hits / n (z standard errors)."""
+    n = np.maximum(n, 1)
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def best_threshold(scores, truth, point: str, confidence_z: float = 0.0) -> float | None:
     """The threshold of ``point`` (see the module doc) on one attribute's scores (n,) and
     boolean truth (n,); None when a precision target is unreachable. With one class only,
-    accuracy and balanced keep 0."""
+    accuracy and balanced keep 0. ``confidence_z`` > 0: a precision point needs the Wilson
+    lower bound of its precision (z standard errors) to reach the target, not the observed
+    precision, so that a handful of lucky positives does not set it."""
     scores = np.asarray(scores, np.float64)
     truth = np.asarray(truth, bool)
     point = parse_point(point)
@@ -95,6 +107,8 @@ def best_threshold(scores, truth, point: str) -> float | None:
         predicted = tp + fp
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        if confidence_z > 0:
+            precision = wilson_lower(tp, predicted, confidence_z)
         ok = (predicted > 0) & (precision >= target - 1e-12)
         return float(cuts[np.flatnonzero(ok)[0]]) if ok.any() else None
     if pos == 0 or neg == 0:
@@ -232,7 +246,8 @@ def choose_points(scores, labels, names: Sequence[str],
 
     ``method``: "empirical" takes the accuracy and balanced thresholds that are best on these
     images (`best_threshold`); "guarded" is empirical but keeps 0 for accuracy unless the best
-    threshold beats it clearly (`guarded_accuracy_threshold`); "platt" reads them off the fitted sigmoid instead (accuracy:
+    threshold beats it clearly (`guarded_accuracy_threshold`), and sets precision points on
+    the Wilson lower bound of precision (GUARD_Z) rather than the observed one; "platt" reads them off the fitted sigmoid instead (accuracy:
     P(present) = 0.5; balanced: P(present) = the attribute's positive rate, where a calibrated
     posterior's likelihood ratio is 1), two fitted numbers rather than a step function's
     maximum, so less tied to the few positives of a rare attribute. Precision points are
@@ -253,7 +268,8 @@ def choose_points(scores, labels, names: Sequence[str],
         sj, tj = s[known, j], y[known, j] > 0.5
         positives.append(int(tj.sum()))
         for k in keys:
-            t = best_threshold(sj, tj, k)
+            z = GUARD_Z if method == "guarded" and k.startswith("precision:") else 0.0
+            t = best_threshold(sj, tj, k, confidence_z=z)
             thresholds[k][j] = np.nan if t is None else t
         a[j], b[j] = fit_platt(sj, tj)
         if method == "guarded" and 0 < tj.sum() < len(tj):
