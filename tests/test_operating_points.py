@@ -150,3 +150,18 @@ def test_evaluate_json_keeps_its_keys_and_reports_each_point(pointed, plain, roo
     assert "no operating points" in got["plain"]["operating_point"]["note"]
     assert list(got["plain"]["points"]) == ["zero"]
     assert os.path.isfile(str(tmp_path / "plain.json"))
+
+
+def test_flip_scores_are_the_mean_of_both_views(plain):
+    from faceattr_ray.predictor import Predictor
+
+    bundle = load_bundle(plain)
+    side = bundle.anet.config.window_size
+    crops = np.random.default_rng(0).integers(0, 255, (3, side, side, 3), np.uint8)
+    plain_p = Predictor(bundle, device="cpu", localizer="full", parts="describe")
+    flip_p = Predictor(bundle, device="cpu", localizer="full", parts="describe", flip=True)
+    assert not plain_p.flip and flip_p.flip
+    both = (plain_p.describe(crops)[0] + plain_p.describe(crops[:, :, ::-1].copy())[0]) / 2
+    np.testing.assert_allclose(flip_p.describe(crops)[0], both, rtol=1e-4, atol=1e-5)
+    bundle.config = {**bundle.config, "predict": {"flip": True}}  # the bundle's own setting
+    assert Predictor(bundle, device="cpu", localizer="full", parts="describe").flip
