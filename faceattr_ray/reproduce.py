@@ -86,19 +86,22 @@ RECIPE: dict = {
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
                       # share of training crops made as a localizer finds faces in photos
                       "wild": {"share": 0.5, "face_px": [24, 64]}},
+    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` (README,
+    # results): class-balanced SVM weights on patch-mean samples, "guarded" points.
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
-        "class_weight": None,
+        "class_weight": "balanced",  # n / (2 n_y) per class; C then chosen on balanced accuracy
         "fit_splits": ["val"],  # add "train" to fit on train + val features
         "holdout": 0.3,  # share of val identities held out of the SVM fit to choose C and head
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
-        "patches": True,  # one SVM sample per patch (the paper) rather than the patch mean
+        "patches": False,  # one SVM sample per face (the patch mean), not per patch (paper)
         "refit": True,  # refit the chosen SVMs on all val (fit + held-out identities)
         "flip": False,  # test-time flip averaging (stored in the bundle: "predict")
-        # operating points on the held-out identities (heads/points.py): accuracy and balanced
-        # thresholds "empirical" (best on them) or "platt" (read off the fitted sigmoid)
-        "points": "empirical",
+        # operating points on the held-out identities (heads/points.py METHODS): "empirical",
+        # "guarded" (accuracy: 0 unless clearly beaten; precision: its Wilson lower bound) or
+        # "platt"
+        "points": "guarded",
         "precisions": [0.8, 0.9, 0.95],  # precision points stored
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
@@ -346,9 +349,19 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
     anet_scores = linear_scores(x[held], anet_w, anet_b)
     anet_val = attribute_metrics(y[held], anet_scores, names)["attributes"]
     svm_val = svm.info["validation"]["values"] if svm.info.get("validation") else None
+    # SVM or ANet's layer per attribute, on the held-out images: by the metric C was chosen on
+    # (balanced accuracy with balanced weights), or by AP (threshold-free: the operating points
+    # set the threshold afterwards)
+    key = h.get("choose_by") or ("balanced_accuracy" if h["class_weight"] == "balanced"
+                                 else "accuracy")
+    if key == "average_precision" and svm.held_out is not None:
+        svm_val = [attribute_metrics(svm.held_out[1], svm.held_out[0], names)["attributes"][n][
+            key] or 0.0 for n in names]
+    elif svm_val is not None and svm.info["validation"]["metric"] != key:
+        raise ValueError(f"heads.choose_by {key!r} needs C chosen on it too")
     choice = []
     for j, n in enumerate(names):
-        a = anet_val[n]["accuracy"] or 0.0
+        a = anet_val[n][key] or 0.0
         s = svm_val[j] if svm_val is not None else -1.0
         pick = h["choose"] if h["choose"] in ("svm", "anet") else ("svm" if s >= a else "anet")
         choice.append(pick)
@@ -375,11 +388,12 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
                                  "holdout": h.get("holdout")})
     info = {**svm.info, "choice": dict(zip(names, choice, strict=True)),
             "val_images_fit": int((split == TRAIN).sum()), "val_images_held": int(held.sum()),
-            "held_out_accuracy": {
+            "held_out_metric": key,
+            "held_out_accuracy": {  # of the metric "held_out_metric" (the key is historical)
                 "svm": None if svm_val is None else float(np.mean(svm_val)),
-                "anet": float(np.mean([anet_val[n]["accuracy"] or 0.0 for n in names])),
+                "anet": float(np.mean([anet_val[n][key] or 0.0 for n in names])),
                 "chosen": float(np.mean([
-                    (svm_val[j] if c == "svm" else anet_val[n]["accuracy"] or 0.0)
+                    (svm_val[j] if c == "svm" else anet_val[n][key] or 0.0)
                     for j, (n, c) in enumerate(zip(names, choice, strict=True))]))
                 if svm_val is not None else None}}
     return heads, info, points
