@@ -94,6 +94,7 @@ RECIPE: dict = {
         "fit_splits": ["val"],  # add "train" to fit on train + val features
         "holdout": 0.3,  # share of val identities held out of the SVM fit to choose C and head
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
+        "choose_by": "average_precision",  # "best" by held-out AP (None: the metric C is on)
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
         "patches": False,  # one SVM sample per face (the patch mean), not per patch (paper)
         "refit": True,  # refit the chosen SVMs on all val (fit + held-out identities)
