@@ -165,3 +165,23 @@ def test_flip_scores_are_the_mean_of_both_views(plain):
     np.testing.assert_allclose(flip_p.describe(crops)[0], both, rtol=1e-4, atol=1e-5)
     bundle.config = {**bundle.config, "predict": {"flip": True}}  # the bundle's own setting
     assert Predictor(bundle, device="cpu", localizer="full", parts="describe").flip
+
+
+def test_report_section_tables_every_point_and_draws_reliability(tmp_path):
+    from faceattr_ray.evaluation.evaluate import point_metrics
+    from faceattr_ray.evaluation.report.page import _Page, _render_operating_points
+    from faceattr_ray.evaluation.report.sections import section_operating_points
+    from faceattr_ray.heads.points import choose_points
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < [0.5, 0.1, 0.3]).astype(np.float32)
+    s = (2 * y - 1 + rng.normal(0, 1, y.shape)).astype(np.float32)
+    config = {"operating_points": choose_points(s[:100], y[:100], NAMES).to_config()}
+    m = point_metrics(y[100:], s[100:], NAMES, config)
+    d = section_operating_points(m, y[100:], s[100:], NAMES, config, str(tmp_path))
+    assert d["status"] == "ok" and os.path.isfile(tmp_path / d["figures"][0]["file"])
+    rel = d["reliability"]
+    assert sum(rel["count"]) == 300 and 0 <= rel["ece"] <= 1
+    html = _render_operating_points(_Page({"s": d}), d, ("s",))
+    assert html.count('data-path="s/points/balanced/mean/balanced_accuracy"') == 2
+    assert section_operating_points(m, y, s, NAMES, {}, str(tmp_path))["status"] == "absent"
