@@ -645,7 +645,8 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         store_points(bundle, points, recipe["heads"])
         write_heads_bundle(model, heads, bundle, {"protocol": "reproduce", **heads_info})
         h = heads_info["held_out_accuracy"]
-        print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "
+        print(f"[reproduce] heads on held-out val identities "
+              f"({heads_info['held_out_metric']}): chosen {percent(h['chosen'])}, "
               f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
         if scenes:
