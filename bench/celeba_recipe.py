@@ -208,6 +208,168 @@ def run(name: str, setting: dict, data: str, quick: float, test: bool, out: str 
             "torch_threads": torch.get_num_threads()}
 
 
+# --- operating points and the cheap levers, on a trained bundle (val only) ----------------------
+# Each candidate sets these keys of reproduce's RECIPE["heads"] (the rest as RECIPE has them),
+# so its figures do not move when RECIPE does. PAPER_HEADS: the paper's per-patch samples, no
+# class weights (RECIPE's heads before the operating points).
+PAPER_HEADS = {"patches": True, "class_weight": None, "flip": False, "refit": True,
+               "choose_by": None}
+
+
+def _heads(**changes) -> dict:
+    return {**PAPER_HEADS, **changes}
+
+
+CANDIDATES: dict[str, dict] = {
+    "reproduce": _heads(),  # the paper's (RECIPE before this bench): per-patch samples
+    "flip": _heads(flip=True),  # test-time flip: the mirrored crop's patches join
+    "mean": _heads(patches=False),  # one SVM sample per face (patch mean), not per patch
+    "balanced_w": _heads(class_weight="balanced"),  # class-balanced SVM loss weights
+    "no_refit": _heads(refit=False),  # SVMs fit on the fit part only, as the points were chosen
+    "flip_balanced_w": _heads(flip=True, class_weight="balanced"),
+    # the same levers on patch-mean samples (25x fewer SVM rows: minutes, not tens of minutes,
+    # on a shared 2-core CPU)
+    "mean_flip": _heads(patches=False, flip=True),
+    "mean_balanced_w": _heads(patches=False, class_weight="balanced"),  # RECIPE now
+    "mean_no_refit": _heads(patches=False, refit=False),
+    "mean_flip_balanced_w": _heads(patches=False, flip=True, class_weight="balanced"),
+    # SVM or ANet's layer per attribute by held-out AP rather than the C metric
+    "mean_balanced_w_ap": _heads(patches=False, class_weight="balanced",
+                                 choose_by="average_precision"),
+}
+# Each candidate's heads are scored at these points, with each way of choosing the accuracy
+# and balanced thresholds (heads/points.py METHODS): "empirical" (best on the choice images),
+# "guarded" (accuracy: 0 unless the best beats it clearly) and "platt" (read off the sigmoid
+# fitted there); one fit serves all.
+POINTS = ("zero", "accuracy", "balanced", "precision:0.9")
+METHODS = ("empirical", "guarded", "platt")
+
+
+def val_patch_features(bundle, paths: list[str], cache: str | None) -> np.ndarray:
+    """(N, 2P, F) patch features of aligned faces and of their mirror images (reproduce's
+    `aligned_patch_features` with flip), cached in ``cache`` (float16) when given."""
+    from faceattr_ray.reproduce import aligned_patch_features
+
+    if cache and os.path.isfile(cache):
+        return np.load(cache).astype(np.float32)
+    x = aligned_patch_features(bundle, paths, flip=True)
+    if cache:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        np.save(cache, x.astype(np.float16))
+    return x
+
+
+def flip_cost(bundle, paths: list[str], rounds: int = 2) -> dict:
+    """Seconds to score ``paths`` (aligned faces, decode included) without and with test-time
+    flip, interleaved ``rounds`` times on the same images; the ratio is what flip costs."""
+    from faceattr_ray.evaluation.evaluate import predict_scores
+    from faceattr_ray.predictor import Predictor
+
+    seconds = {False: [], True: []}
+    for _ in range(rounds):
+        for flip in (False, True):
+            predictor = Predictor(bundle, device="cpu", localizer="full", flip=flip)
+            start = time.perf_counter()
+            predict_scores(predictor, paths)
+            seconds[flip].append(time.perf_counter() - start)
+    plain, flipped = min(seconds[False]), min(seconds[True])
+    return {"images": len(paths), "seconds_plain": round(plain, 2),
+            "seconds_flip": round(flipped, 2), "ratio": round(flipped / plain, 2)}
+
+
+def points_run(model: str, data: str, names: list[str], seed: int, solver: str | None,
+               cache_dir: str | None) -> dict:
+    """Per candidate, figures at each operating point on val identities no choice saw.
+
+    Reproduce's split rule holds out ``holdout`` of val's identities (VAL); the rest fit the
+    SVMs. Here the held-out identities are halved: one half chooses C, the SVM-or-ANet head
+    and the operating points, the other half (TEST code: never fit, never chosen on) measures;
+    then the halves swap, and the two measurements are averaged."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data import read_celeba
+    from faceattr_ray.heads import TEST, VAL, linear_scores
+    from faceattr_ray.heads.points import choose_points
+    from faceattr_ray.metrics import attribute_metrics
+    from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
+
+    bundle = load_bundle(model)
+    val = read_celeba(data, split="val")
+    cols = [list(val.names).index(n) for n in bundle.attributes]
+    y = val.labels[:, cols]
+    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
+    start = time.perf_counter()
+    feats = val_patch_features(bundle, [str(p) for p in val.paths],
+                               os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
+                               else None)
+    extract_s = time.perf_counter() - start
+    identity = np.asarray(val.identity)
+    codes = _holdout_codes(identity, len(y), RECIPE["heads"]["holdout"], seed)
+    held_ids = np.unique(identity[codes == VAL])
+    half = np.random.default_rng([seed, 23]).permutation(held_ids)[:len(held_ids) // 2]
+    first = np.isin(identity, half) & (codes == VAL)
+    second = (codes == VAL) & ~first
+    p = feats.shape[1] // 2
+    results: dict[str, dict] = {}
+    for name in names:
+        h = merge(RECIPE["heads"], CANDIDATES[name])
+        if solver:
+            h["solver"] = solver
+        x = feats if h.get("flip") else feats[:, :p]
+        figures: dict[str, dict[str, list]] = {}
+        unreachable = []
+        start = time.perf_counter()
+        for measure in (second, first):  # the other half of VAL chooses
+            split = codes.copy()
+            split[measure] = TEST
+            heads, _, chosen = heads_from_features(bundle, x, y, split, h, seed)
+            held = chosen.held_out  # the choice images' scores and labels
+            xm = x[measure] if h["patches"] else x[measure].mean(1)
+            sm = linear_scores(xm, heads.weight, heads.bias)
+            for method in METHODS:
+                points = choose_points(*held, bundle.attributes, precisions=[0.9],
+                                       method=method)
+                for pt in POINTS:
+                    if method == "platt" and pt not in ("accuracy", "balanced"):
+                        continue  # the same thresholds either way
+                    if method == "guarded" and pt not in ("accuracy", "precision:0.9"):
+                        continue
+                    key = pt if method == "empirical" else f"{pt} ({method})"
+                    m = attribute_metrics(y[measure], sm, bundle.attributes,
+                                          points.threshold(pt))
+                    for k, v in m["mean"].items():
+                        figures.setdefault(key, {}).setdefault(k, []).append(v)
+                    if pt.startswith("precision"):
+                        got = [a["precision"] for a in m["attributes"].values()
+                               if a["precision"] is not None]
+                        figures[key].setdefault("achieved_precision", []).append(
+                            float(np.mean(got)))
+                        figures[key].setdefault("unreachable", []).append(
+                            len(points.unreachable(pt)))
+            unreachable.append(len(points.unreachable("precision:0.9")))
+        seconds = time.perf_counter() - start
+        results[name] = {
+            "heads": CANDIDATES[name],
+            "points": {pt: {k: round(float(np.mean(v)), 4) for k, v in f.items()}
+                       for pt, f in figures.items()},
+            "unreachable_precision_0.9": unreachable, "seconds": round(seconds, 1)}
+        r = results[name]["points"]
+        print(f"[points] {name:16s} " + "  ".join(
+            f"{pt}: acc {100 * r[pt]['accuracy']:.2f} bal {100 * r[pt]['balanced_accuracy']:.2f}"
+            for pt in ("zero", "accuracy", "balanced", "accuracy (guarded)", "accuracy (platt)",
+                       "balanced (platt)"))
+            + f"  AP {100 * r['zero']['average_precision']:.2f}  ({seconds:.0f} s)", flush=True)
+        for key in ("precision:0.9", "precision:0.9 (guarded)"):
+            print(f"[points] {name:16s} {key}: achieved precision "
+                  f"{100 * r[key]['achieved_precision']:.1f}% where reachable, unreachable for "
+                  f"{r[key]['unreachable']:.1f} attributes (mean of the two halves)", flush=True)
+    cost = flip_cost(bundle, [str(p) for p in val.paths[:128]])
+    print(f"[points] flip cost: {cost}", flush=True)
+    return {"model": model, "seed": seed, "val_images": len(y), "flip_cost": cost,
+            "fit_images": int((codes != VAL).sum()), "choose_measure_images":
+            [int(first.sum()), int(second.sum())], "extract_s": round(extract_s, 1),
+            "candidates": results, "torch_threads": torch.get_num_threads()}
+
+
 def _replace_heads(bundle_dir: str, heads) -> None:
     from faceattr_ray.bundle import load_bundle, write_heads_bundle
 
@@ -228,7 +390,25 @@ def main() -> None:
                    help="the split --test scores (val: a dry run of that path, no test figure)")
     p.add_argument("--smoke-test", action="store_true",
                    help="the 'smoke' setting with --test on 120 generated faces (seconds)")
+    p.add_argument("--points", action="store_true",
+                   help="operating points and the cheap levers (CANDIDATES) on --model's "
+                        "features, val only; no training")
+    p.add_argument("--model", default=None, help="with --points: the bundle (default: bundled)")
+    p.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=None)
+    p.add_argument("--solver", choices=["ray", "liblinear"], default=None,
+                   help="with --points: the SVM solver (default: the recipe's)")
+    p.add_argument("--cache", default="bench-out/points",
+                   help="with --points: folder caching the val features ('' = none)")
     args = p.parse_args()
+    if args.points:
+        from faceattr_ray.bundled import resolve_model
+
+        model = resolve_model(args.model)
+        print(f"points: model {model}, torch threads {torch.get_num_threads()}, "
+              f"{os.cpu_count()} cores (a shared, noisy machine)", flush=True)
+        print(json.dumps(points_run(model, args.data, args.candidates or list(CANDIDATES),
+                                    args.seed, args.solver, args.cache or None)))
+        return
     scratch = None
     if args.smoke_test:
         from faceattr_ray.data.synthetic import write_aligned

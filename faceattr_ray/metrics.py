@@ -1,7 +1,11 @@
 """Attribute metrics: accuracy, balanced accuracy, the majority baseline, and a Table-1 printout.
 
 Labels are float {1.0, 0.0, NaN} (see attributes.normalize_labels); NaN rows are left out of
-that attribute's figures. A score > threshold (0 for SVM scores) means "present".
+that attribute's figures. A score > threshold (0 for SVM scores, or an operating point's
+per-attribute thresholds, heads/points.py) means "present"; a NaN threshold (a precision the
+choice images could not reach) means "never present".
+Average precision (AP, scikit-learn's step-wise area under the precision-recall curve) ranks
+the scores and so does not depend on the threshold.
 Balanced accuracy is the mean of the true-positive and true-negative rates, the metric the
 paper uses on LFWA+ (section 3); accuracy is the one of its Table 1.
 """
@@ -12,11 +16,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import accuracy_score, average_precision_score, balanced_accuracy_score
+
+MEAN_KEYS = ("accuracy", "balanced_accuracy", "majority_baseline", "average_precision")
 
 
 def attribute_metrics(
-    y_true: np.ndarray, scores: np.ndarray, names: Sequence[str], threshold: float = 0.0
+    y_true: np.ndarray, scores: np.ndarray, names: Sequence[str],
+    threshold: float | Sequence[float] | np.ndarray = 0.0,
 ) -> dict:
     """Per-attribute and mean figures of ``scores`` (N, A) against ``y_true`` (N, A).
 
@@ -24,8 +31,11 @@ def attribute_metrics(
 
         {"images": N,
          "attributes": {name: {"count", "accuracy", "balanced_accuracy", "positive_rate",
-                               "predicted_positive_rate", "majority_baseline"}},
-         "mean": {"accuracy", "balanced_accuracy", "majority_baseline"}}
+                               "predicted_positive_rate", "majority_baseline",
+                               "average_precision", "precision", "recall", "threshold"}},
+         "mean": {"accuracy", "balanced_accuracy", "majority_baseline", "average_precision"}}
+
+    ``threshold``: one value for every attribute or one per attribute (A,).
 
     ``majority_baseline`` is the accuracy of always answering the split's majority class (its
     balanced accuracy is 0.5 by definition). An attribute with no known label has None figures
@@ -37,30 +47,38 @@ def attribute_metrics(
         raise ValueError(
             f"labels {y_true.shape}, scores {scores.shape} and {len(names)} names do not agree"
         )
+    cuts = np.broadcast_to(np.asarray(threshold, np.float64), (len(names),))
     per: dict[str, dict] = {}
     for j, name in enumerate(names):
         known = ~np.isnan(y_true[:, j])
         truth = y_true[known, j] > 0.5
-        pred = scores[known, j] > threshold
-        per[name] = _one_attribute(truth, pred)
-    mean = {
-        key: _mean([m[key] for m in per.values()])
-        for key in ("accuracy", "balanced_accuracy", "majority_baseline")
-    }
+        t = float(cuts[j])
+        pred = scores[known, j] > t if not np.isnan(t) else np.zeros(truth.shape, bool)
+        per[name] = {**_one_attribute(truth, pred, scores[known, j]),
+                     "threshold": None if np.isnan(t) else t}
+    mean = {key: _mean([m[key] for m in per.values()]) for key in MEAN_KEYS}
     return {"images": int(y_true.shape[0]), "attributes": per, "mean": mean}
 
 
-def _one_attribute(truth: np.ndarray, pred: np.ndarray) -> dict:
+def _one_attribute(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray) -> dict:
     n = int(truth.size)
     if n == 0:
         return {"count": 0, "accuracy": None, "balanced_accuracy": None, "positive_rate": None,
-                "predicted_positive_rate": None, "majority_baseline": None}
+                "predicted_positive_rate": None, "majority_baseline": None,
+                "average_precision": None, "precision": None, "recall": None}
     positive_rate = float(truth.mean())
     with warnings.catch_warnings():
         # With one class present, sklearn warns and returns that class's recall: what we want.
         warnings.simplefilter("ignore")
         balanced = float(balanced_accuracy_score(truth, pred))
+    positives, predicted = int(truth.sum()), int(pred.sum())
+    hits = int((truth & pred).sum())
     return {
+        # AP needs both classes (with no positive it is undefined, with no negative it is 1)
+        "average_precision": float(average_precision_score(truth, scores))
+        if 0 < positives < n else None,
+        "precision": hits / predicted if predicted else None,
+        "recall": hits / positives if positives else None,
         "count": n,
         "accuracy": float(accuracy_score(truth, pred)),
         "balanced_accuracy": balanced,

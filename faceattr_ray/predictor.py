@@ -61,6 +61,7 @@ class Predictor:
         all_faces: bool = False,
         with_features: bool = False,
         parts: str = "all",
+        flip: bool | None = None,
     ) -> None:
         if localizer not in LOCALIZERS:
             raise ValueError(f"localizer must be one of {LOCALIZERS}, not {localizer!r}")
@@ -69,6 +70,10 @@ class Predictor:
         self.bundle = bundle
         self.device = pick_device(device)
         self.with_features = with_features
+        # Test-time flip averaging: each crop's patches and its mirror's patches both feed the
+        # scores (their mean). None: the bundle's own setting (config "predict": {"flip"}).
+        self.flip = bool((bundle.config.get("predict") or {}).get("flip", False)
+                         if flip is None else flip)
         self.attributes = list(bundle.attributes)
         self.preprocess = Preprocess.of(bundle)  # what training wrote into the bundle
         self.crop_side = bundle.anet.config.window_size
@@ -136,10 +141,15 @@ class Predictor:
     @torch.inference_mode()
     def patch_features(self, crops: np.ndarray) -> torch.Tensor:
         """ANet FC vectors of every lattice patch of each face crop, (M, P, F) float32, one
-        pass per crop, on the predictor's device."""
+        pass per crop, on the predictor's device; with ``flip``, (M, 2P, F): the mirrored
+        crop's patches follow (a second pass), so a patch mean is the mean of both views."""
         x = self.crop_tensor(crops)
         with self._autocast():
-            return self.anet.patch_features(x).float()
+            feats = self.anet.patch_features(x).float()
+            if self.flip:
+                mirrored = self.anet.patch_features(torch.flip(x, dims=[3])).float()
+                feats = torch.cat([feats, mirrored], dim=1)
+        return feats
 
     def crop_tensor(self, crops: np.ndarray) -> torch.Tensor:
         """(M, 3, S, S) float32: face crops normalised as in training, on the device."""

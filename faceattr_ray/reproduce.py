@@ -90,16 +90,24 @@ RECIPE: dict = {
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
                       # share of training crops made as a localizer finds faces in photos
                       "wild": {"share": 0.5, "face_px": [24, 64], "context_share": 0.5}},
+    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` (README,
+    # results): class-balanced SVM weights on patch-mean samples, "guarded" points.
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
-        "class_weight": None,
+        "class_weight": "balanced",  # n / (2 n_y) per class; C then chosen on balanced accuracy
         "fit_splits": ["val"],  # add "train" to fit on train + val features
         "holdout": 0.3,  # share of val identities held out of the SVM fit to choose C and head
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
+        "choose_by": "average_precision",  # "best" by held-out AP (None: the metric C is on)
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
-        "patches": True,  # one SVM sample per patch (the paper) rather than the patch mean
-        # each val face also as found in a photo (ANet's wild crops), this many copies
-        "wild_copies": 1,
+        "patches": False,  # one SVM sample per face (the patch mean), not per patch (paper)
+        "refit": True,  # refit the chosen SVMs on all val (fit + held-out identities)
+        "flip": False,  # test-time flip averaging (stored in the bundle: "predict")
+        # operating points on the held-out identities (heads/points.py METHODS): "empirical",
+        # "guarded" (accuracy: 0 unless clearly beaten; precision: its Wilson lower bound) or
+        # "platt"
+        "points": "guarded",
+        "precisions": [0.8, 0.9, 0.95],  # precision points stored
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
     "localization_check": 300,  # test scenes scored for the results' localization figure
@@ -254,44 +262,23 @@ def _short(m: dict) -> str:
     return ", ".join(f"{k} {m[k]:.4g}" for k in keys if isinstance(m.get(k), (int, float)))
 
 
-def aligned_patch_features(bundle, paths: list[str], batch_size: int = 64) -> np.ndarray:
+def aligned_patch_features(bundle, paths: list[str], batch_size: int = 64,
+                           flip: bool | None = None) -> np.ndarray:
     """ANet FC vectors of every patch, (N, P, F), of whole images taken as face crops
-    (aligned crops): `Predictor` with the "full" localizer, as `evaluate` frames them."""
+    (aligned crops): `Predictor` with the "full" localizer, as `evaluate` frames them (with
+    ``flip``, or the bundle's flip setting, the mirrored crops' P patches follow: (N, 2P, F))."""
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.predictor import Predictor
 
-    predictor = Predictor(bundle, device="cpu", localizer="full")
+    predictor = Predictor(bundle, device="cpu", localizer="full", flip=flip)
     out = []
     for start in range(0, len(paths), batch_size):
         images = [load_image(p) for p in paths[start:start + batch_size]]
         crops = predictor.face_crops(images, predictor.localize(images))
         out.append(predictor.patch_features(crops).numpy())
     cfg = bundle.anet.config
-    return np.concatenate(out) if out else np.zeros((0, cfg.grid ** 2, cfg.feature_dim),
-                                                    np.float32)
-
-
-def wild_patch_features(bundle, paths: list[str], backgrounds: list[str], wild: dict,
-                        seed: int, batch_size: int = 64) -> np.ndarray:
-    """ANet FC vectors of every patch, (N, P, F), of the same aligned faces as a localizer
-    finds them in photos (`data.scenes.wild_face_window`, the crops ANet's fine-tuning makes
-    in the wild, framed by the bundle's rule), one copy per image, fixed seed."""
-    from faceattr_ray.data.decode import load_image
-    from faceattr_ray.data.scenes import portrait_maker, wild_face_window
-    from faceattr_ray.models import Preprocess
-    from faceattr_ray.predictor import Predictor
-
-    predictor = Predictor(bundle, device="cpu", localizer="full")
-    face_box = Preprocess.of(bundle).face_box
-    maker = portrait_maker(backgrounds, wild.get("context_share", 0.0))
-    rng = np.random.default_rng([seed, 23])
-    out = []
-    for start in range(0, len(paths), batch_size):
-        crops = np.stack([wild_face_window(load_image(p), maker, rng, predictor.crop_side,
-                                           tuple(wild.get("face_px", (24, 110))), face_box)
-                          for p in paths[start:start + batch_size]])
-        out.append(predictor.patch_features(crops).numpy())
-    return np.concatenate(out)
+    patches = cfg.grid ** 2 * (2 if predictor.flip else 1)
+    return np.concatenate(out) if out else np.zeros((0, patches, cfg.feature_dim), np.float32)
 
 
 def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int) -> np.ndarray:
@@ -311,55 +298,76 @@ def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int)
     return codes
 
 
-def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int,
-                        backgrounds: list[str] | None = None) -> tuple:
-    """Linear heads from val features (+ train with fit_splits). Per attribute: an SVM, C
-    chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
-    those same images ("best"). With ``heads.wild_copies`` and ``backgrounds``, each val face
-    also enters as a localizer finds it in a photo (same label, same side of the hold-out), so
-    the heads and their choice serve found faces as well as aligned ones. Returns
-    (LinearHeads, info for the results)."""
+def head_features(bundle, root: str, recipe: dict, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Patch features (N, P, F), labels (N, A) in the bundle's attribute order and split codes
+    of the images the heads are fit on: val (TRAIN: fit; VAL: ``holdout`` of its identities,
+    held out to choose C, head and operating points) and, with fit_splits, train (TRAIN).
+    With heads.flip the mirrored crops' patches follow (N, 2P, F)."""
     from faceattr_ray.data.celeba import read_celeba
-    from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
-    from faceattr_ray.metrics import attribute_metrics
+    from faceattr_ray.heads import TRAIN
 
     h = recipe["heads"]
+    if "val" not in h["fit_splits"]:
+        raise ValueError("heads.fit_splits must include 'val' (C is chosen there)")
     names = list(bundle.attributes)
     xs, ys, codes = [], [], []
     for split in h["fit_splits"]:
         data = read_celeba(root, split=split)
         cols = [list(data.names).index(n) for n in names]
-        x = aligned_patch_features(bundle, list(data.paths))
-        code = (_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
-                else np.full(len(x), TRAIN, np.int8))
-        copies = [x]
-        if h.get("wild_copies") and backgrounds:
-            wild = (recipe["anet_finetune"].get("wild") or {})
-            copies += [wild_patch_features(bundle, list(data.paths), backgrounds, wild, seed + k)
-                       for k in range(h["wild_copies"])]
-        xs.extend(copies)
-        ys.extend([data.labels[:, cols]] * len(copies))
-        codes.extend([code] * len(copies))
-    if "val" not in h["fit_splits"]:
-        raise ValueError("heads.fit_splits must include 'val' (C is chosen there)")
-    x, y, split = np.concatenate(xs), np.concatenate(ys), np.concatenate(codes)
+        x = aligned_patch_features(bundle, list(data.paths), flip=bool(h.get("flip", False)))
+        xs.append(x)
+        ys.append(data.labels[:, cols])
+        codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
+                     else np.full(len(x), TRAIN, np.int8))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(codes)
+
+
+def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
+    """Linear heads from val features (+ train with fit_splits). Per attribute: an SVM, C
+    chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
+    those same images ("best"); operating points chosen on the same held-out images.
+    Returns (LinearHeads, info for the results, heads.points.OperatingPoints)."""
+    x, y, split = head_features(bundle, root, recipe, seed)
+    return heads_from_features(bundle, x, y, split, recipe["heads"], seed)
+
+
+def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray, h: dict,
+                        seed: int) -> tuple:
+    """`fit_attribute_heads` on given features (N, P, F), labels and split codes (TRAIN fit,
+    VAL held out to choose C, head and points; TEST rows are left out of everything)."""
+    from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
+    from faceattr_ray.heads.points import choose_points
+    from faceattr_ray.metrics import attribute_metrics
+
+    names = list(bundle.attributes)
     if not h["patches"]:
         x = x.mean(1)
     with warnings.catch_warnings():
         # An attribute with one class in the fit gets a constant head; info counts say so.
         warnings.filterwarnings("ignore", message=".*constant head")
         svm = fit_heads(x, y, names, C=h["C"], class_weight=h["class_weight"], split=split,
-                        solver=h["solver"], seed=seed, refit=True)
+                        solver=h["solver"], seed=seed, refit=h.get("refit", True))
     # ANet's own tag layer (what the bundle scores with before it has SVM heads), on the same
     # held-out images (it never saw val).
     anet_w, anet_b, _ = bundle.head_arrays()
     held = split == VAL
-    anet_val = attribute_metrics(y[held], linear_scores(x[held], anet_w, anet_b),
-                                 names)["attributes"]
+    anet_scores = linear_scores(x[held], anet_w, anet_b)
+    anet_val = attribute_metrics(y[held], anet_scores, names)["attributes"]
     svm_val = svm.info["validation"]["values"] if svm.info.get("validation") else None
+    # SVM or ANet's layer per attribute, on the held-out images: by the metric C was chosen on
+    # (balanced accuracy with balanced weights), or by AP (threshold-free: the operating points
+    # set the threshold afterwards)
+    key = h.get("choose_by") or ("balanced_accuracy" if h["class_weight"] == "balanced"
+                                 else "accuracy")
+    if key == "average_precision" and svm.held_out is not None:
+        svm_val = [attribute_metrics(svm.held_out[1], svm.held_out[0], names)["attributes"][n][
+            key] or 0.0 for n in names]
+    elif svm_val is not None and svm.info["validation"]["metric"] != key:
+        raise ValueError(f"heads.choose_by {key!r} needs C chosen on it too")
     choice = []
     for j, n in enumerate(names):
-        a = anet_val[n]["accuracy"] or 0.0
+        a = anet_val[n][key] or 0.0
         s = svm_val[j] if svm_val is not None else -1.0
         pick = h["choose"] if h["choose"] in ("svm", "anet") else ("svm" if s >= a else "anet")
         choice.append(pick)
@@ -367,16 +375,77 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int,
     weight = np.where(use_anet[:, None], anet_w, svm.weight).astype(np.float32)
     bias = np.where(use_anet, anet_b, svm.bias).astype(np.float32)
     heads = LinearHeads(names, weight, bias, info=svm.info)
+    # Operating points on the held-out images, scored by heads that never saw them: the SVMs
+    # before their refit (the refit keeps each C), ANet's layer as it is.
+    if svm.held_out is not None:
+        # the solver returns the held-out rows in order (both solvers keep it); checked, as
+        # a reordering would pair scores with other faces' labels
+        if not np.array_equal(svm.held_out[1], y[held].astype(np.float32), equal_nan=True):
+            raise RuntimeError("held-out scores came back in another order than the images")
+        held_scores = np.where(use_anet[None, :], anet_scores, svm.held_out[0])
+        where = "val identities held out of the SVM fit (scored before the refit)"
+    else:  # one C: no choice was made, so no images were held out; in-sample, said so
+        held_scores = linear_scores(x[held] if held.any() else x, weight, bias)
+        where = "the SVM's own fit images (no held-out part: one C value)"
+    points = choose_points(held_scores, y[held] if held.any() else y, names,
+                           precisions=h.get("precisions", (0.8, 0.9, 0.95)),
+                           method=h.get("points", "empirical"),
+                           info={"chosen_on": where, "seed": seed,
+                                 "holdout": h.get("holdout")})
     info = {**svm.info, "choice": dict(zip(names, choice, strict=True)),
             "val_images_fit": int((split == TRAIN).sum()), "val_images_held": int(held.sum()),
-            "held_out_accuracy": {
+            "held_out_metric": key,
+            "held_out_accuracy": {  # of the metric "held_out_metric" (the key is historical)
                 "svm": None if svm_val is None else float(np.mean(svm_val)),
-                "anet": float(np.mean([anet_val[n]["accuracy"] or 0.0 for n in names])),
+                "anet": float(np.mean([anet_val[n][key] or 0.0 for n in names])),
                 "chosen": float(np.mean([
-                    (svm_val[j] if c == "svm" else anet_val[n]["accuracy"] or 0.0)
+                    (svm_val[j] if c == "svm" else anet_val[n][key] or 0.0)
                     for j, (n, c) in enumerate(zip(names, choice, strict=True))]))
                 if svm_val is not None else None}}
-    return heads, info
+    return heads, info, points
+
+
+def store_points(bundle, points, h: dict) -> None:
+    """Put the operating points and the flip setting the heads were fit with into the bundle's
+    config (saved with it)."""
+    bundle.config = {**bundle.config, "predict": {"flip": bool(h.get("flip", False))},
+                     "operating_points": points.to_config()}
+
+
+def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
+                     keep_heads: bool = False, out: str | None = None) -> dict:
+    """Operating points for an existing bundle, no network retrained: the heads stage of
+    `reproduce` again on ROOT's val split (same identity split rule and seed), which refits the
+    SVM heads (seconds) so the points are chosen on identities they never saw. With
+    ``keep_heads`` the bundle's heads stay and score the held-out identities; if those heads
+    were fit on all of val (as `reproduce` fits them), the points are in-sample, and the
+    config says so. Writes OUT (default: the bundle in place); returns the points' config."""
+    from faceattr_ray.bundle import load_bundle, write_heads_bundle
+    from faceattr_ray.heads import VAL, LinearHeads, linear_scores
+    from faceattr_ray.heads.points import choose_points
+
+    bundle = load_bundle(model)
+    h = recipe["heads"]
+    x, y, split = head_features(bundle, root, recipe, seed)
+    if keep_heads:
+        weight, bias, _ = bundle.head_arrays()
+        heads = LinearHeads(list(bundle.attributes), weight, bias)
+        held = split == VAL
+        xh = x[held] if h["patches"] else x[held].mean(1)
+        points = choose_points(linear_scores(xh, weight, bias), y[held], heads.names,
+                               precisions=h.get("precisions", (0.8, 0.9, 0.95)),
+                               method=h.get("points", "empirical"),
+                               info={"chosen_on": "val identities held out by the reproduce "
+                                     "rule, scored by the bundle's own heads (in-sample if "
+                                     "they were fit on all of val)", "seed": seed,
+                                     "holdout": h["holdout"]})
+        info = dict(bundle.config.get("heads_training") or {})
+    else:
+        heads, info, points = heads_from_features(bundle, x, y, split, h, seed)
+        info = {"protocol": "calibrate-points", **info}
+    store_points(bundle, points, h)
+    write_heads_bundle(out or model, heads, bundle, info)
+    return points.to_config()
 
 
 def calibration_images(wild: str, backgrounds: list[str], recipe: dict
@@ -577,10 +646,12 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
     with timer.stage("heads"):
         api.save_job_bundle(model, nets, dict(cfg, job="reproduce"))
         bundle = load_bundle(model)
-        heads, heads_info = fit_attribute_heads(bundle, root, recipe, seed, bg_train)
+        heads, heads_info, points = fit_attribute_heads(bundle, root, recipe, seed)
+        store_points(bundle, points, recipe["heads"])
         write_heads_bundle(model, heads, bundle, {"protocol": "reproduce", **heads_info})
         h = heads_info["held_out_accuracy"]
-        print(f"[reproduce] heads on held-out val identities: chosen {percent(h['chosen'])}, "
+        print(f"[reproduce] heads on held-out val identities "
+              f"({heads_info['held_out_metric']}): chosen {percent(h['chosen'])}, "
               f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
         if scenes:
@@ -710,6 +781,15 @@ def write_results(folder: str, results: dict, reference: dict[str, float]) -> No
                 f"{_cell(results['paper_mean_accuracy'])}%). Total "
                 f"{results['total_seconds'] / 60:.1f} min on {results['machine']['cpus']} CPUs; "
                 f"stages (s): {', '.join(f'{k} {v:.0f}' for k, v in t.items())}.\n\n")
+        points = results["test"].get("points") or {}
+        if points:
+            f.write("At the operating points stored in the bundle (chosen on held-out val "
+                    "identities): " + "; ".join(
+                        f"point {p}: accuracy {_cell(m['mean']['accuracy'])}%, balanced "
+                        f"accuracy {_cell(m['mean']['balanced_accuracy'])}%"
+                        for p, m in points.items())
+                    + f". Mean AP {_cell(results['test']['mean'].get('average_precision'))}%."
+                    "\n\n")
         f.write(markdown_table(results["test"], reference) + "\n")
     plot_accuracy(results["test"], reference, os.path.join(folder, "accuracy.png"))
 

@@ -79,6 +79,9 @@ def test_bundle_has_svm_heads_and_a_threshold_and_evaluate_agrees(run, tmp_path)
     assert bundle.heads is not None and bundle.heads["weight"].shape == (40, 16)
     assert bundle.threshold is not None and np.isfinite(bundle.threshold)
     assert bundle.lnet_o is not None and bundle.lnet_s is not None
+    # operating points chosen on the held-out val identities, stored in the config
+    points = bundle.config["operating_points"]
+    assert len(points["thresholds"]["balanced"]) == 40 and "held out" in points["chosen_on"]
     # `evaluate` on the test split gives the very figure the report printed.
     metrics_path = str(tmp_path / "metrics.json")
     assert main(["evaluate", "--model", model, "--celeba-root", root, "--json",

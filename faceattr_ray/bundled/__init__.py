@@ -68,7 +68,13 @@ def figures_of(report: dict) -> dict:
     """The card's figures from a `reproduce` run's report.json."""
     test = report["test"]["mean"]
     loc = report.get("localization_test") or {}
+    points = report["test"].get("points") or {}  # at the stored operating points (if any)
+    at = {f"test_mean_{key}_at_{point}_point": points[point]["mean"][key]
+          for point, key in (("accuracy", "accuracy"), ("balanced", "balanced_accuracy"))
+          if point in points}
     return {
+        **at,
+        "test_mean_average_precision": test.get("average_precision"),
         "test_mean_accuracy": test.get("accuracy"),
         "test_mean_balanced_accuracy": test.get("balanced_accuracy"),
         "test_majority_baseline": test.get("majority_baseline"),

@@ -53,7 +53,7 @@ FRACTION = _number(float, minimum=0, maximum=1)
 
 
 # Commands whose --model is written to (calibrate updates a bundle in place): never a default.
-NEEDS_OWN_MODEL = ("calibrate",)
+NEEDS_OWN_MODEL = ("calibrate", "calibrate-points")
 MODEL_HELP = ("model bundle directory, or the name of a bundled model (default: the bundled "
               "celeba-mini-wild; `faceattr-ray models` lists them)")
 
@@ -120,6 +120,15 @@ def _add_annotate(sub) -> None:
     p.add_argument("--resume", choices=["auto", "never"], default="auto",
                    help="auto: skip inputs already in OUTPUT (rerun a killed job to finish it); "
                         "never: refuse a non-empty OUTPUT")
+    p.add_argument("--operating-point", default=None, metavar="POINT",
+                   help="add a bool ATTR_present column per attribute: the decision at POINT, "
+                        "accuracy, balanced, precision:P (e.g. precision:0.9; P as stored) or "
+                        "zero (score > 0). Scores are unchanged; the footer's "
+                        "faceattr_ray.operating_point names the point (a bundle without "
+                        "stored points falls back to score > 0, with a note)")
+    p.add_argument("--probabilities", action="store_true",
+                   help="add a float ATTR_probability column: calibrated P(present) (the "
+                        "bundle's Platt fit; see calibrate-points)")
     _ray_args(p)
 
 
@@ -224,6 +233,30 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 
+def _add_calibrate_points(sub) -> None:
+    p = _command(sub, "calibrate-points", "faceattr_ray.cli.calibrate:run_points",
+                 "Store operating points (accuracy, balanced, precision thresholds per "
+                 "attribute) and calibrated probabilities in an existing bundle, chosen on "
+                 "val identities held out of the heads' fit (reproduce's rule); no network "
+                 "is retrained.")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--celeba-root", required=True,
+                   help="CelebA-layout root whose val split fits the heads and chooses the points")
+    p.add_argument("--out", default=None, help="write here (default: the bundle, in place)")
+    p.add_argument("--keep-heads", action="store_true",
+                   help="keep the bundle's SVM heads and only choose points (in-sample if the "
+                        "heads were fit on all of val, as reproduce fits them; the config says "
+                        "so); default: refit the heads as reproduce does (seconds to minutes)")
+    p.add_argument("--precision", type=_number(float, above=0, maximum=1), nargs="+",
+                   default=None, help="precision targets to store (default: 0.8 0.9 0.95)")
+    p.add_argument("--recipe", default=None,
+                   help='JSON (text or file) overriding reproduce\'s RECIPE, e.g. '
+                        '{"heads": {"flip": true, "points": "platt"}}')
+    p.add_argument("--seed", type=NONNEGATIVE, default=0,
+                   help="the identity split's seed (reproduce's --seed)")
+    _ray_args(p)
+
+
 def _add_localize(sub) -> None:
     p = _command(sub, "localize", "faceattr_ray.cli.localize:run",
                  "Localize faces with a bundle's LNets: per image, a PNG of LNet_o's and "
@@ -264,6 +297,10 @@ def _add_evaluate(sub) -> None:
                         "(default 0.5)")
     p.add_argument("--limit", type=COUNT, default=None,
                    help="evaluate only the first N images (photos)")
+    p.add_argument("--operating-point", default=None, metavar="POINT",
+                   help="with --celeba-root: the decision rule of the table and of the JSON's "
+                        "figures: accuracy, balanced, precision:P or zero (score > 0, the "
+                        "default); the JSON's \"points\" has every stored point either way")
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
 
 
@@ -350,7 +387,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"faceattr-ray {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
-    for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_localize,
+    for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_calibrate_points,
+                _add_localize,
                 _add_evaluate, _add_extract_features, _add_generate, _add_reproduce, _add_report,
                 _add_info, _add_models):
         add(sub)

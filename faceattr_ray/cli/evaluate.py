@@ -14,6 +14,8 @@ def _check_flags(args) -> None:
         raise FaceAttrError("--photos needs --labels (the JSON of face boxes and labels)")
     if args.photos is None and args.labels is not None:
         raise FaceAttrError("--labels goes with --photos, not --celeba-root")
+    if args.photos is not None and getattr(args, "operating_point", None):
+        raise FaceAttrError("--operating-point goes with --celeba-root")
     if args.photos is None and args.localizer == "boxes":
         raise FaceAttrError("--localizer boxes needs --photos and --labels (the given boxes "
                             "are the faces)")
@@ -28,10 +30,11 @@ def run(args) -> int:
     from faceattr_ray.metrics import format_table
 
     metrics = evaluate_celeba(args.model, args.celeba_root, args.split, args.localizer or "full",
-                              args.limit)
+                              args.limit, operating_point=args.operating_point)
     print(format_table(metrics, reference=paper_reference(metrics["attributes"])))
     print(f"{metrics['images']} images of split {metrics['split']}, faces found in "
           f"{metrics['faces_found']}, {metrics['images_per_s']} images/s")
+    _print_points(metrics)
     _write_json(args.json, metrics)
     return 0
 
@@ -54,6 +57,20 @@ def _run_photos(args) -> int:
               f"{', '.join(metrics['missing_attributes'])}")
     _write_json(args.json, metrics)
     return 0
+
+
+def _print_points(metrics: dict) -> None:
+    """The operating point used (and any note), then the means at every stored point."""
+    used = metrics["operating_point"]
+    print(f"operating point: {used['point']} ({used['rule']})"
+          + (f"; note: {used['note']}" if used.get("note") else ""))
+    for point, m in metrics["points"].items():
+        mean = m["mean"]
+        ap = mean["average_precision"]
+        print(f"  {point:16s} accuracy {100 * mean['accuracy']:.1f}%  balanced "
+              f"{100 * mean['balanced_accuracy']:.1f}%  AP "
+              f"{'-' if ap is None else f'{100 * ap:.1f}%'}"
+              + (f"  ({len(mean['unreachable'])} unreachable)" if mean["unreachable"] else ""))
 
 
 def _write_json(path: str | None, metrics: dict) -> None:

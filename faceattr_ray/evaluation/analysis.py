@@ -283,3 +283,27 @@ def annotation_summary(
         "prevalence": prevalence,
         "error_messages": dict(error_kinds.most_common(top_errors)),
     }
+
+
+def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict:
+    """Reliability diagram data: per equal-width probability bin, the count, the mean predicted
+    probability and the observed frequency of the positive class (None in an empty bin), plus
+    the expected calibration error (count-weighted mean |observed - predicted|) and the Brier
+    score."""
+    p = np.asarray(probabilities, np.float64).ravel()
+    t = np.asarray(truth, bool).ravel()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    count, predicted, observed = [], [], []
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        count.append(n)
+        predicted.append(float(p[inside].mean()) if n else None)
+        observed.append(float(t[inside].mean()) if n else None)
+        if n:
+            ece += n * abs(observed[-1] - predicted[-1])
+    return {"edges": edges.tolist(), "count": count, "predicted": predicted,
+            "observed": observed, "ece": ece / max(len(p), 1),
+            "brier": float(np.mean((p - t) ** 2)) if len(p) else None}

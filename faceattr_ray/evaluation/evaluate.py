@@ -37,6 +37,31 @@ def predict_scores(
     return scores, found
 
 
+def point_metrics(labels: np.ndarray, scores: np.ndarray, names: list[str],
+                  bundle_config: dict, operating_point: str | None = None) -> dict:
+    """`attribute_metrics` at ``operating_point`` (default "zero": score > 0) of a bundle
+    (``bundle_config``; ``names`` are columns of ``scores``), plus "operating_point" (what was
+    used, `resolve_point`) and "points": per stored point (and zero), the per-attribute and mean
+    accuracy, balanced accuracy, AP, precision and recall."""
+    from faceattr_ray.heads.points import OperatingPoints, resolve_point
+    from faceattr_ray.metrics import attribute_metrics
+
+    thresholds, described = resolve_point(bundle_config, names, operating_point or "zero")
+    metrics = attribute_metrics(labels, scores, names, thresholds)
+    stored = OperatingPoints.from_config(bundle_config, names)
+    keys = ("accuracy", "balanced_accuracy", "average_precision", "precision", "recall")
+    points = {}
+    for point in stored.points() if stored else ["zero"]:
+        m = attribute_metrics(labels, scores, names, resolve_point(bundle_config, names,
+                                                                   point)[0])
+        points[point] = {"mean": {**m["mean"], "unreachable": stored.unreachable(point)
+                                  if stored else []},
+                         "attributes": {n: {k: a[k] for k in keys}
+                                        for n, a in m["attributes"].items()}}
+    metrics.update(operating_point=described, points=points)
+    return metrics
+
+
 def evaluate_celeba(
     model: str,
     celeba_root: str,
@@ -44,20 +69,25 @@ def evaluate_celeba(
     localizer: str = "full",
     limit: int | None = None,
     device: str | None = None,
+    operating_point: str | None = None,
 ) -> dict:
-    """Metrics of ``model`` on ``split`` of ``celeba_root`` (attributes both of them know)."""
+    """Metrics of ``model`` on ``split`` of ``celeba_root`` (attributes both of them know), at
+    ``operating_point`` (`point_metrics`; default score > 0)."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import read_celeba
-    from faceattr_ray.metrics import attribute_metrics
+    from faceattr_ray.heads.points import parse_point
     from faceattr_ray.predictor import Predictor
 
+    if operating_point is not None:
+        parse_point(operating_point)  # a typo fails before any image is read
     data = read_celeba(celeba_root, split=split)
     paths, labels = list(data.paths), data.labels
     if limit:
         paths, labels = paths[:limit], labels[:limit]
     if not paths:
         raise DataError(f"{celeba_root}: the {split} split is empty")
-    predictor = Predictor(load_bundle(model), device=device, localizer=localizer)
+    bundle = load_bundle(model)
+    predictor = Predictor(bundle, device=device, localizer=localizer)
     shared = [n for n in predictor.attributes if n in data.names]
     if not shared:
         raise DataError(f"{model} predicts none of the attributes of {celeba_root}")
@@ -66,7 +96,8 @@ def evaluate_celeba(
     seconds = time.time() - start
     model_cols = [predictor.attributes.index(n) for n in shared]
     data_cols = [list(data.names).index(n) for n in shared]
-    metrics = attribute_metrics(labels[:, data_cols], scores[:, model_cols], shared)
+    metrics = point_metrics(labels[:, data_cols], scores[:, model_cols], shared, bundle.config,
+                            operating_point)
     metrics.update(
         split=split, images=len(paths), faces_found=int(found.sum()), localizer=localizer,
         seconds=round(seconds, 2), images_per_s=round(len(paths) / max(seconds, 1e-9), 1),

@@ -163,6 +163,9 @@ def _fit(backend, names: list[str], C, class_weight, refit: bool):
         best = figures.argmax(0)  # first maximum: the smallest C, most regularised, wins ties
         chosen = c_values[best]
         val_figures = {"metric": key, "values": figures[best, np.arange(a)].tolist()}
+    held_out = None
+    if k > 1:
+        held_out = (scores[:, best * a + np.arange(a)].astype(np.float32), y_val)
     w = w[best, np.arange(a)]
     if refit:
         pos, neg = backend.counts((TRAIN, VAL))
@@ -173,7 +176,8 @@ def _fit(backend, names: list[str], C, class_weight, refit: bool):
     # A head whose training labels are all one class answers that class for every image.
     weight[~fit_mask] = 0.0
     bias[~fit_mask] = np.where(pos[~fit_mask] > 0, 1.0, -1.0)
-    heads = LinearHeads(names, weight.astype(np.float32), bias.astype(np.float32))
+    heads = LinearHeads(names, weight.astype(np.float32), bias.astype(np.float32),
+                        held_out=held_out)
     heads.info = {
         "solver": backend.name, "C": chosen.tolist(), "C_grid": c_values.tolist(),
         "class_weight": class_weight, "intercept_scaling": s, "refit": bool(refit),

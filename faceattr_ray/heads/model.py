@@ -47,6 +47,9 @@ class LinearHeads:
     weight: np.ndarray  # (A, F)
     bias: np.ndarray  # (A,)
     info: dict = field(default_factory=dict, compare=False, repr=False)  # how they were fit
+    # (scores (n, A), labels (n, A)) of the validation images that chose C, scored by the
+    # chosen heads before any refit: the images operating points are chosen on (points.py)
+    held_out: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def dim(self) -> int:

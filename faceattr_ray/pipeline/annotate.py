@@ -26,7 +26,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from faceattr_ray.errors import DataError
-from faceattr_ray.pipeline.schema import model_version, output_schema, table_metadata
+from faceattr_ray.pipeline.schema import (
+    PRESENT_SUFFIX,
+    PROBABILITY_SUFFIX,
+    model_version,
+    output_schema,
+    table_metadata,
+)
 from faceattr_ray.runtime import DECODE_CPUS
 
 # Decoded images are shrunk to this longest side before they travel to the model actors: LNet_o
@@ -120,17 +126,40 @@ def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: 
     return bundle, predictor
 
 
+def table_schema(bundle, localizer: str, with_features: bool, point: str | None,
+                 probabilities: bool) -> tuple[pa.Schema, np.ndarray | None, object | None]:
+    """The output schema of a job, the thresholds of its operating point (None: no decision
+    columns) and the bundle's calibration (`OperatingPoints`, None: no probability column)."""
+    from faceattr_ray.heads.points import OperatingPoints, resolve_point
+
+    attributes = list(bundle.attributes)
+    thresholds, described, calibration = None, None, None
+    if point is not None:
+        thresholds, described = resolve_point(bundle.config, attributes, point)
+    if probabilities:
+        calibration = OperatingPoints.from_config(bundle.config, attributes)
+        if calibration is None:
+            raise DataError("--probabilities: this bundle stores no calibration; "
+                            "`faceattr-ray calibrate-points` adds it")
+    schema = output_schema(
+        attributes, with_features,
+        table_metadata(attributes, bundle.config, bundle.threshold, localizer, described),
+        decisions=thresholds is not None, probabilities=probabilities)
+    return schema, thresholds, calibration
+
+
 class _TableRows:
     """Turns per-image faces into rows of the output table (one per face, one per faceless image)."""
 
-    def __init__(self, bundle, localizer: str, with_features: bool) -> None:
+    def __init__(self, bundle, localizer: str, with_features: bool, point: str | None = None,
+                 probabilities: bool = False) -> None:
         self.attributes = list(bundle.attributes)
         self.with_features = with_features
         self.version = model_version(bundle.config)
-        self.schema = output_schema(
-            self.attributes, with_features,
-            table_metadata(self.attributes, bundle.config, bundle.threshold, localizer),
-        )  # fmt: skip
+        self.schema, self.thresholds, self.calibration = table_schema(
+            bundle, localizer, with_features, point, probabilities)
+        self.present = [a + PRESENT_SUFFIX for a in self.attributes]
+        self.probability = [a + PROBABILITY_SUFFIX for a in self.attributes]
 
     def table(self, batch: dict[str, np.ndarray], results: dict) -> pa.Table:
         """``results`` maps a batch row to its `ImageResult`; rows not in it have no face."""
@@ -155,6 +184,12 @@ class _TableRows:
                 row = dict(base, face_index=k, face_score=face.score,
                            box=[v / scale for v in face.box])
                 row.update(zip(self.attributes, face.attributes.tolist(), strict=True))
+                if self.thresholds is not None:  # NaN threshold (unreachable): never present
+                    present = np.nan_to_num(self.thresholds, nan=np.inf) < face.attributes
+                    row.update(zip(self.present, present.tolist(), strict=True))
+                if self.calibration is not None:
+                    p = self.calibration.probabilities(face.attributes[None])[0]
+                    row.update(zip(self.probability, p.tolist(), strict=True))
                 if self.with_features:
                     row["features"] = face.features.tolist()
                 rows.append(row)
@@ -169,10 +204,11 @@ class AnnotateActor:
     """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
 
     def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, point: str | None = None,
+                 probabilities: bool = False) -> None:
         bundle, self.predictor = _load_predictor(model, localizer, all_faces, with_features,
                                                  threads, parts="all")
-        self.rows = _TableRows(bundle, localizer, with_features)
+        self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         """{row: `ImageResult`} of the batch's decoded images (sizes: the working size)."""
@@ -217,10 +253,11 @@ class DescribeActor:
     """Pool 2 of the split pipeline: ANet one pass + heads over the face crops, then table rows."""
 
     def __init__(self, model: str, localizer: str, with_features: bool,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, point: str | None = None,
+                 probabilities: bool = False) -> None:
         bundle, self.predictor = _load_predictor(model, localizer, False, with_features, threads,
                                                  parts="describe")
-        self.rows = _TableRows(bundle, localizer, with_features)
+        self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         """{row: `ImageResult`} as `AnnotateActor.results` gives them, from pool 1's boxes and
@@ -281,6 +318,8 @@ class AnnotateOptions:
     max_pixels: int | None = None
     resume: str = "auto"
     stages: str = "one"  # "one": one pool holds every network; "split": LNets | ANet + heads
+    operating_point: str | None = None  # decision columns (heads/points.py); None: scores only
+    probabilities: bool = False  # calibrated probability columns (the bundle's Platt fit)
 
     def check(self) -> None:
         """One-line errors, named like the command's flags, for values the job cannot run."""
@@ -298,6 +337,10 @@ class AnnotateOptions:
                                      ("--stages", self.stages, ("one", "split"))):
             if value not in allowed:
                 raise DataError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.operating_point is not None:
+            from faceattr_ray.heads.points import parse_point
+
+            self.operating_point = parse_point(self.operating_point)
 
 
 def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
@@ -362,6 +405,24 @@ class AnnotatePlan:
     schema: pa.Schema
 
 
+def _check_same_columns(output: str, schema: pa.Schema) -> None:
+    """Resuming must keep one schema: the columns of a file already there must be the plan's
+    (the same --features, --operating-point, --probabilities)."""
+    import pyarrow.parquet as pq
+
+    fs, root = _filesystem(output)
+    for f in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+        if f.path.endswith(".parquet"):
+            with fs.open_input_file(f.path) as handle:
+                names = pq.read_schema(handle).names
+            if names != schema.names:
+                extra = sorted(set(names) ^ set(schema.names))[:3]
+                raise DataError(f"{output} holds a table with other columns ({extra} differ): "
+                                "resume with the same --features, --operating-point and "
+                                "--probabilities, or write to a new --output")
+            return
+
+
 def plan_annotate(inputs: list[str], model: str, output: str,
                   opts: AnnotateOptions) -> AnnotatePlan:
     """Every check that needs no Ray, cheapest first: the options, the output folder, the
@@ -378,14 +439,13 @@ def plan_annotate(inputs: list[str], model: str, output: str,
     bundle = load_bundle(model)
     if opts.localizer == "lnet" and (bundle.lnet_o is None or bundle.lnet_s is None):
         raise BundleError(f"{model}: the bundle has no LNets; use --localizer full or cascade")
-    attributes = list(bundle.attributes)
-    schema = output_schema(
-        attributes, opts.features,
-        table_metadata(attributes, bundle.config, bundle.threshold, opts.localizer),
-    )  # fmt: skip
+    schema, _, _ = table_schema(bundle, opts.localizer, opts.features, opts.operating_point,
+                                opts.probabilities)
     done = completed_paths(output)
     if done and opts.resume == "never":
         raise DataError(f"{output} already holds results; use --resume auto to finish them")
+    if done:
+        _check_same_columns(output, schema)
     pending = [p for p in paths if p not in done]
     return AnnotatePlan(len(paths), pending, model, output, opts, schema)
 
@@ -419,11 +479,13 @@ def run_plan(plan: AnnotatePlan) -> dict:
                 compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
             )  # fmt: skip
 
+        rows_opts = {"point": opts.operating_point, "probabilities": opts.probabilities}
         if opts.stages == "split":
             ds = pool(LocalizeActor, all_faces=opts.all_faces)
-            ds = pool(DescribeActor, with_features=opts.features)
+            ds = pool(DescribeActor, with_features=opts.features, **rows_opts)
         else:
-            ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features)
+            ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features,
+                      **rows_opts)
         ds.write_parquet(plan.output, schema=plan.schema)  # one schema, footer metadata included
     elapsed = time.time() - start
     summary = summarize(plan.output, plan.inputs)

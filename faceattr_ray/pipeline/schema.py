@@ -19,10 +19,17 @@ FIXED_COLUMNS = (
 )  # fmt: skip
 
 
+PRESENT_SUFFIX = "_present"  # bool: the operating point's decision (--operating-point)
+PROBABILITY_SUFFIX = "_probability"  # float32: calibrated P(present) (--probabilities)
+
+
 def output_schema(
-    attributes: list[str], with_features: bool, metadata: dict[str, str] | None = None
+    attributes: list[str], with_features: bool, metadata: dict[str, str] | None = None,
+    decisions: bool = False, probabilities: bool = False,
 ) -> pa.Schema:
-    """The table's schema; ``metadata`` (JSON-encoded values) goes into the Parquet footer."""
+    """The table's schema; ``metadata`` (JSON-encoded values) goes into the Parquet footer.
+    ``decisions`` adds a bool ``ATTR_present`` column per attribute, ``probabilities`` a
+    float32 ``ATTR_probability`` one, after the score columns (which never change)."""
     fields = [
         pa.field("path", pa.string(), nullable=False),
         pa.field("image_width", pa.int32()),
@@ -34,6 +41,10 @@ def output_schema(
         pa.field("face_score", pa.float32()),
     ]
     fields += [pa.field(name, pa.float32()) for name in attributes]
+    if decisions:
+        fields += [pa.field(name + PRESENT_SUFFIX, pa.bool_()) for name in attributes]
+    if probabilities:
+        fields += [pa.field(name + PROBABILITY_SUFFIX, pa.float32()) for name in attributes]
     if with_features:
         fields.append(pa.field("features", pa.list_(pa.float32())))
     fields.append(pa.field("model_version", pa.string()))
@@ -41,9 +52,14 @@ def output_schema(
 
 
 def table_metadata(attributes: list[str], bundle_config: dict, threshold: float | None,
-                   localizer: str) -> dict[str, str]:
-    """What a reader needs to interpret the table, stored in every file's footer."""
+                   localizer: str, operating_point: dict | None = None) -> dict[str, str]:
+    """What a reader needs to interpret the table, stored in every file's footer;
+    ``operating_point`` (`heads.points.resolve_point`'s description) under
+    ``faceattr_ray.operating_point``."""
+    extra = {} if operating_point is None else {
+        "faceattr_ray.operating_point": json.dumps(operating_point)}
     return {
+        **extra,
         "faceattr_ray.version": __version__,
         "faceattr_ray.attributes": json.dumps(attributes),
         "faceattr_ray.model": json.dumps(

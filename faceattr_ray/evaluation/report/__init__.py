@@ -43,6 +43,7 @@ from faceattr_ray.evaluation.report.sections import (
     section_concepts,
     section_grouping,
     section_localization,
+    section_operating_points,
     section_response_maps,
     section_sparsity,
 )
@@ -150,7 +151,8 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
 
 
 # What each section drawn from a root needs, said when no root is given.
-NEEDS_ROOT = {"accuracy": "labelled images", "localization": "images with face boxes",
+NEEDS_ROOT = {"accuracy": "labelled images", "operating_points": "labelled images",
+              "localization": "images with face boxes",
               "response_maps": "images to draw on", "attribute_regions": "images to draw on",
               "concept_neurons": "face images", "sparsity": "labelled images"}
 
@@ -161,8 +163,8 @@ def _root_sections(inputs: ReportInputs, bundle, weight: np.ndarray, bias: np.nd
     them, then accuracy, localization, the LNet figures, concept neurons and sparsity.
     Returns (facts for the report's head, sections)."""
     from faceattr_ray.attributes import paper_reference
+    from faceattr_ray.evaluation.evaluate import point_metrics
     from faceattr_ray.localizers import LNetLocalizer
-    from faceattr_ray.metrics import attribute_metrics
     from faceattr_ray.predictor import Predictor
 
     has_lnets = bundle.lnet_o is not None and bundle.lnet_s is not None
@@ -184,8 +186,10 @@ def _root_sections(inputs: ReportInputs, bundle, weight: np.ndarray, bias: np.nd
     labels = data.labels[:, data_cols]
     facts = {"split": split, "images": len(data.paths), "faces_found": int(found.sum()),
              "localizer": localizer}
-    metrics = attribute_metrics(labels, scores[:, model_cols], shared)
-    sections = {"accuracy": section_accuracy(metrics, paper_reference(shared), out)}
+    metrics = point_metrics(labels, scores[:, model_cols], shared, bundle.config)
+    sections = {"accuracy": section_accuracy(metrics, paper_reference(shared), out),
+                "operating_points": section_operating_points(
+                    metrics, labels, scores[:, model_cols], shared, bundle.config, out)}
     if aligned:
         sections["localization"] = absent(
             "the root holds aligned crops (img_align_celeba/) with no face boxes to score "

@@ -48,6 +48,31 @@ def plot_accuracy(metrics: dict, reference: dict, out: str) -> str:
     return save(fig, out, "accuracy.png")
 
 
+def plot_reliability(rel: dict, out: str) -> str:
+    fig = figure(5.0, 5.0)
+    ax = fig.add_subplot(2, 1, 1)
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="perfect")
+    pts = [(p, o) for p, o in zip(rel["predicted"], rel["observed"], strict=True)
+           if p is not None]
+    if pts:
+        ax.plot(*zip(*pts, strict=True), marker="o", color="tab:blue",
+                label=f"Platt (ECE {rel['ece']:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed frequency")
+    ax.legend(fontsize=8, loc="upper left")
+    ax2 = fig.add_subplot(2, 1, 2)
+    edges = np.asarray(rel["edges"])
+    ax2.bar(edges[:-1], rel["count"], width=np.diff(edges), align="edge", color="lightgray",
+            edgecolor="gray")
+    ax2.set_yscale("log")
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("predicted probability")
+    ax2.set_ylabel("predictions")
+    fig.tight_layout()
+    return save(fig, out, "reliability.png")
+
+
 def plot_localization(curves: dict, operating: dict | None, out: str) -> str:
     fig = figure(9.0, 3.6)
     ax = fig.add_subplot(1, 2, 1)

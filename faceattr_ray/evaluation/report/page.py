@@ -70,6 +70,28 @@ def _render_accuracy(p: _Page, d: dict, base: tuple) -> str:
             + _figure_html(d["figures"][0]) + f"<details><summary>table</summary>{table}</details>")
 
 
+def _render_operating_points(p: _Page, d: dict, base: tuple) -> str:
+    points = list(d["points"])
+    header = ["attribute"] + [f"{pt} {k}" for pt in points for k in ("acc", "bal", "AP")]
+    names = list(d["points"][points[0]]["attributes"])
+    cells = ("accuracy", "balanced_accuracy", "average_precision")
+    rows = [[_e(n)] + [p.num(*base, "points", pt, "attributes", n, k, unit="%")
+                       for pt in points for k in cells] for n in names]
+    rows.append(["<b>mean</b>"] + [p.num(*base, "points", pt, "mean", k, unit="%")
+                                   for pt in points for k in cells])
+    means = "; ".join(
+        f"{_e(pt)}: accuracy {p.num(*base, 'points', pt, 'mean', 'accuracy', unit='%')}, "
+        f"balanced {p.num(*base, 'points', pt, 'mean', 'balanced_accuracy', unit='%')}"
+        for pt in points)
+    return (f"<p>Thresholds chosen on {_e(d['chosen_on'])} ({_e(d['method'])}); a decision is "
+            f"score &gt; threshold. Means: {means}. Mean AP (threshold-free): "
+            f"{p.num(*base, 'points', points[0], 'mean', 'average_precision', unit='%')}. "
+            f"Calibration error (ECE) {p.num(*base, 'reliability', 'ece')}, Brier "
+            f"{p.num(*base, 'reliability', 'brier')}.</p>"
+            + _figure_html(d["figures"][0])
+            + f"<details><summary>table</summary>{_table(header, rows)}</details>")
+
+
 def _render_localization(p: _Page, d: dict, base: tuple) -> str:
     text = (f"<p>{p.num(*base, 'faces', unit='int')} faces in {p.num(*base, 'images', unit='int')}"
             f" images (ground truth: {_e(d['ground_truth'])}). TPR at 0.1 false positives per "
@@ -156,7 +178,8 @@ def _render_annotations(p: _Page, d: dict, base: tuple) -> str:
 
 
 _RENDER = {
-    "accuracy": _render_accuracy, "localization": _render_localization,
+    "accuracy": _render_accuracy, "operating_points": _render_operating_points,
+    "localization": _render_localization,
     "response_maps": _render_response_maps, "attribute_regions": _render_attribute_regions,
     "concept_neurons": _render_concepts, "sparsity": _render_sparsity,
     "grouping": _render_grouping, "annotations": _render_annotations,
