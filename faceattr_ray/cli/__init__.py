@@ -299,6 +299,10 @@ def _add_generate(sub) -> None:
     p.add_argument("--backgrounds-from", default=None,
                    help="folder/glob/manifest of background images for --kind paste "
                         "(default: generated)")
+    p.add_argument("--masks", action="store_true",
+                   help="aligned, wild: also write each image's face parts (background, hair, "
+                        "skin, eyes, brows, nose, mouth) as parts/NAME.png, the supervision of "
+                        "`train parsing`; paste: refused, pasted real faces have no known parts")
     p.add_argument("--seed", type=NONNEGATIVE, default=0)
 
 
