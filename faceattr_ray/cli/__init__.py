@@ -132,6 +132,10 @@ def _add_train(sub) -> None:
         ("lnet-pretrain", "LNet+ on an image folder of object classes (softmax, ten-crop)."),
         ("anet-pretrain", "ANet on face identities (softmax + similarity loss)."),
         ("finetune", "LNet_o, LNet_s and ANet with attribute tags (sigmoid cross-entropy)."),
+        ("parsing", "The SSP+SSG family's face-parsing network on part masks (CelebAMask-HQ, "
+                    "Helen/LaPa, or generated people written with `generate --masks`)."),
+        ("ssp-ssg", "The SSP+SSG attribute network (Kalayeh et al. 2017) with attribute tags, "
+                    "jointly with part masks from --parsing-data."),
     ]:
         tp = _command(tsub, name, "faceattr_ray.cli.train:run", help)
         _train_common_args(tp, name)
@@ -160,8 +164,9 @@ def _add_train(sub) -> None:
 
 def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> None:
     p.add_argument("--data", required=True,
-                   help="training data: an image folder of classes (lnet-pretrain) or a "
-                        "CelebA-layout root (anet-pretrain, finetune)")
+                   help="training data: an image folder of classes (lnet-pretrain), a "
+                        "CelebA-layout root (anet-pretrain, finetune, ssp-ssg) or a face-parsing "
+                        "root (parsing)")
     p.add_argument("--out", required=True,
                    help="bundle directory to write (with train_config.json, the resolved config)")
     if job == "finetune":
@@ -180,6 +185,21 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
         p.add_argument("--headshoulder", choices=["lnet_o", "boxes"], default="lnet_o",
                        help="LNet_s's head-shoulder boxes: lnet_o = from the fine-tuned LNet_o's response map "
                             "(the paper); boxes = the data's list_headshoulder_bbox.txt")
+    elif job in ("parsing", "ssp-ssg"):
+        p.add_argument("--init", default=None,
+                       help="an SSP+SSG bundle to start from (e.g. `train parsing`'s output)")
+        if job == "ssp-ssg":
+            p.add_argument("--parsing-data", default=None,
+                           help="a face-parsing root whose masks train the part maps jointly "
+                                "(default: none; the parsing network then learns from the "
+                                "attribute loss alone)")
+            p.add_argument("--parts", choices=["ssp,ssg", "ssp", "ssg", "none"],
+                           default="ssp,ssg",
+                           help="which uses of the part maps (ablations: SSP alone, SSG alone)")
+            p.add_argument("--freeze-parsing", action="store_true",
+                           help="keep the parsing network as --init gives it")
+            p.add_argument("--attributes", default=None,
+                           help="comma-separated attribute subset (default: every column)")
     else:
         p.add_argument("--init", default=None,
                        help="torchvision AlexNet state_dict file (lnet-pretrain) or a bundle "
