@@ -118,21 +118,42 @@ def test_cli_parsing_then_ssp_ssg_ablations_then_evaluate(tmp_path, capsys):
     assert "not an SSP+SSG bundle" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_joint_job_on_ray_train_checkpoints_and_resumes(tmp_path):
+@pytest.fixture(scope="module")
+def local_ray():
     import ray
 
-    root = write_aligned(str(tmp_path / "gen"), 24, 6, seed=2, masks=True)
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     # 4 logical CPUs as test_train's Ray tests: the worker and the decode tasks both fit
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
-        common = dict(ssp_ssg=TINY, parsing_data=root, batch_size=8, lr=0.01, seed=0,
-                      storage_path=str(tmp_path / "results"), run_name="joint", limit=16)
-        _, first, _ = api.finetune_ssp_ssg(root, epochs=1, **common)
-        net, second, cfg = api.finetune_ssp_ssg(root, epochs=2, **common)
-    finally:
-        ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_joint_job_on_ray_train_checkpoints_and_resumes(local_ray, tmp_path):
+    root = write_aligned(str(tmp_path / "gen"), 24, 6, seed=2, masks=True)
+    common = dict(ssp_ssg=TINY, parsing_data=root, batch_size=8, lr=0.01, seed=0,
+                  storage_path=str(tmp_path / "results"), run_name="joint", limit=16)
+    _, first, _ = api.finetune_ssp_ssg(root, epochs=1, **common)
+    net, second, cfg = api.finetune_ssp_ssg(root, epochs=2, **common)
     assert first["epoch"] == 0 and first["start_epoch"] == 0
     assert second["epoch"] == 1 and second["start_epoch"] == 1  # resumed from epoch 0
     assert isinstance(net, SSPSSGNet) and cfg["job"] == "finetune-ssp-ssg"
+
+
+@pytest.mark.slow
+def test_reproduce_family_ssp_ssg_smoke(local_ray, tmp_path):
+    import json
+
+    root = write_aligned(str(tmp_path / "root"), count=80, identities=20, seed=0)
+    out = str(tmp_path / "out")
+    assert main(["reproduce", "--celeba-root", root, "--out", out, "--smoke-test",
+                 "--family", "ssp-ssg"]) == 0
+    with open(os.path.join(out, "report", "report.json")) as f:
+        report = json.load(f)
+    assert report["family"] == "ssp-ssg" and report["test"]["images"] > 0
+    assert list(report["stage_seconds"]) == ["data", "lnets", "parsing_data", "parsing",
+                                             "ssp_ssg_finetune", "heads", "calibrate", "evaluate"]
+    bundle = load_bundle(os.path.join(out, "model"))
+    assert isinstance(bundle.anet, SSPSSGNet) and bundle.lnet_o is not None
+    assert bundle.heads["weight"].shape == (40, bundle.anet.config.feature_dim)

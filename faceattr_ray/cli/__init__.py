@@ -334,6 +334,11 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--backgrounds", nargs="*", default=None,
                    help="background images for in-the-wild training (default: generated)")
     p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
+    p.add_argument("--family", choices=["anet", "ssp-ssg"], default=None,
+                   help="the attribute network: anet (LNets+ANet, the paper; the recipe's "
+                        "default) or ssp-ssg (parsing-guided, Kalayeh et al. 2017: a parsing "
+                        "network on part masks, then SSP+SSG jointly; same LNets, heads, "
+                        "calibration and test split)")
     p.add_argument("--recipe", default=None,
                    help='JSON (text or file) overriding faceattr_ray/reproduce.py RECIPE, e.g. '
                         '{"anet_finetune": {"epochs": 2}}')
