@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.celeba_root = args.parsing_data = root
         args.limit, args.epochs, args.batch_size = 16, 1, 8
         parsing, _, _ = api.train_parsing(root, smoke_test=True)
-    else:
+    elif any(MODELS[m][0] == "ssp-ssg" for m in args.models):
         parsing = load_bundle(args.parsing).anet.train()
+    else:
+        parsing = None
     common = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "adamw",
               "lr": args.lr, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
               "local": True, "limit": args.limit, "seed": 0, "smoke_test": args.smoke_test}

@@ -157,3 +157,32 @@ def test_reproduce_family_ssp_ssg_smoke(local_ray, tmp_path):
     bundle = load_bundle(os.path.join(out, "model"))
     assert isinstance(bundle.anet, SSPSSGNet) and bundle.lnet_o is not None
     assert bundle.heads["weight"].shape == (40, bundle.anet.config.feature_dim)
+
+
+def test_report_shows_part_weights_and_localization_maps_for_ssp_ssg_only(tmp_path):
+    from faceattr_ray.evaluation.report import ReportInputs, build_report
+
+    root = write_aligned(str(tmp_path / "gen"), 10, 4, seed=3)
+    bundle = build_bundle("tiny")
+    torch.manual_seed(2)
+    bundle.anet = SSPSSGNet(SSPSSGConfig.from_dict({**TINY, "num_attributes": 40})).eval()
+    save_bundle(tmp_path / "ssp", bundle)
+    report = build_report(ReportInputs(str(tmp_path / "ssp"), root, split="all"),
+                          str(tmp_path / "out"))
+    weights = report["sections"]["part_weights"]
+    assert weights["status"] == "ok" and weights["faces"] == 10
+    for entry in weights["attributes"].values():
+        assert sum(entry["contribution_share"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert sum(entry["weight_share"].values()) == pytest.approx(1.0, abs=1e-6)
+    maps = report["sections"]["localization_maps"]
+    assert maps["status"] == "ok" and maps["map_size"] == [4, 4]
+    for section in (weights, maps):
+        assert os.path.exists(tmp_path / "out" / section["figures"][0]["file"])
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert 'id="part_weights" data-status="ok"' in html
+    anet = build_report(ReportInputs(str(tmp_path / "anet_in"), root, split="all"),
+                        str(tmp_path / "out2")) if save_bundle(
+        tmp_path / "anet_in", build_bundle("tiny")) is None else None
+    assert anet["sections"]["part_weights"]["status"] == "absent"
+    assert "ANet" in anet["sections"]["localization_maps"]["reason"]
+

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceattr_ray.data.parts import EYES, MOUTH, NOSE
 from faceattr_ray.metrics import confusion_matrix, intersection_over_union
 
 CELEBA_ALIGNED_SIZE = (178, 218)  # (W, H)
@@ -28,7 +29,6 @@ CELEBA_ALIGNED_LANDMARKS = {
     "left_eye": (69.0, 111.0), "right_eye": (108.0, 111.0), "nose": (88.0, 135.0),
     "mouth_left": (72.0, 152.0), "mouth_right": (106.0, 152.0),
 }
-EYES, NOSE, MOUTH = 3, 5, 6  # data.parts indices (evaluation may not import data's drawing)
 
 
 def expected_positions(width: int, height: int) -> dict[str, tuple[float, float]]:
