@@ -90,6 +90,20 @@ def test_parsing_job_learns_generated_parts(tmp_path):
     masks = np.stack([load_pair(r, 32)[1] for r in rows])
     majority = np.bincount(masks.ravel()).max() / masks.size
     assert metrics["val_accuracy"] > majority + 0.08, (metrics, majority)
+    # where the true masks are known: the predicted mouth sits where the drawn one is
+    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.data.parsing import load_mask
+    from faceattr_ray.evaluation.parsing_checks import part_centroids, predict_parts
+    from faceattr_ray.models import Preprocess
+
+    images = [load_image(r["path"]) for r in rows]
+    predicted = predict_parts(net, Preprocess(), images)
+    gaps = []
+    for p, r in zip(predicted, rows, strict=True):
+        got, want = part_centroids(p)["mouth"], part_centroids(load_mask(r))["mouth"]
+        if got is not None and want is not None:
+            gaps.append(np.hypot(got[0] - want[0], got[1] - want[1]))
+    assert len(gaps) >= len(rows) // 2 and np.median(gaps) < 6.0, gaps  # px of 89x109
 
 
 def test_cli_parsing_then_ssp_ssg_ablations_then_evaluate(tmp_path, capsys):
@@ -185,4 +199,29 @@ def test_report_shows_part_weights_and_localization_maps_for_ssp_ssg_only(tmp_pa
         tmp_path / "anet_in", build_bundle("tiny")) is None else None
     assert anet["sections"]["part_weights"]["status"] == "absent"
     assert "ANet" in anet["sections"]["localization_maps"]["reason"]
+
+
+def test_landmark_check_passes_parts_in_place_and_fails_them_moved():
+    from faceattr_ray.data.parts import EYES, MOUTH, NOSE, SKIN
+    from faceattr_ray.evaluation.parsing_checks import expected_positions, landmark_check
+
+    w, h = 89, 109
+    want = expected_positions(w, h)
+    assert want["left_eye"] == pytest.approx((34.5, 55.5))  # half of CelebA's 178x218 means
+
+    def face(shift: int) -> np.ndarray:
+        labels = np.full((h, w), SKIN, np.uint8)
+        for key, part in (("left_eye", EYES), ("right_eye", EYES), ("mouth", MOUTH)):
+            x, y = (round(v - 0.5) for v in want[key])
+            labels[y - 1 + shift:y + 2 + shift, x - 2:x + 3] = part
+        x = round(want["nose"][0] - 0.5)
+        labels[int(want["left_eye"][1]) + 3 + shift:int(want["nose"][1]) + shift, x - 1:x + 2] = NOSE
+        return labels
+
+    ok = landmark_check([face(0)] * 3, tolerance=2.0)
+    assert ok["all_four_within"] == 1.0 and ok["mouth"]["median_px"] < 1.0
+    moved = landmark_check([face(8)] * 3, tolerance=2.0)
+    assert moved["left_eye"]["within"] == moved["mouth"]["within"] == moved["nose"]["within"] == 0
+    empty = landmark_check([np.zeros((h, w), np.uint8)], tolerance=2.0)
+    assert empty["mouth"]["missing"] == 1.0
 
