@@ -26,6 +26,11 @@ from faceattr_ray.train.common import Batch, Job, Route, Rows
 from faceattr_ray.train.losses import masked_bce
 
 IGNORE = 255  # mask value of pixels (and rows) with no part label
+# Loss weight of each part (background, hair, skin, eyes, brows, nose, mouth) unless the config
+# sets "part_class_weights". Eyes, brows, nose and mouth are each about 1% of a face crop's
+# pixels or less; unweighted, a small network labels them skin (measured: IoU 0 for all four
+# after 2 epochs on 1,200 drawn faces, README).
+PART_CLASS_WEIGHTS = (1.0, 1.0, 1.0, 8.0, 8.0, 8.0, 8.0)
 
 
 def net_config(cfg: dict) -> dict:
@@ -68,15 +73,22 @@ def augment_pair(image: np.ndarray, mask: np.ndarray | None, size: int,
     return np.ascontiguousarray(out), None if m is None else np.ascontiguousarray(m)
 
 
-def part_loss(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Per-pixel cross-entropy over labelled pixels (0 with a graph when there are none) and
-    the correct/count sums of pixel accuracy."""
+def part_loss(logits: torch.Tensor, masks: torch.Tensor, cfg: dict | None = None
+              ) -> tuple[torch.Tensor, dict]:
+    """Per-pixel cross-entropy over labelled pixels, each part weighted (`PART_CLASS_WEIGHTS`
+    or cfg["part_class_weights"]; 0 with a graph when no pixel is labelled), and the
+    correct/count sums of pixel accuracy."""
     masks = masks.long()
     known = masks != IGNORE
     count = known.sum()
     if int(count) == 0:
         return logits.float().sum() * 0.0, {"correct": 0.0, "count": 0.0}
-    loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE)
+    weights = (cfg or {}).get("part_class_weights") or PART_CLASS_WEIGHTS
+    if len(weights) != logits.shape[1]:
+        raise ValueError(f"part_class_weights has {len(weights)} values for "
+                         f"{logits.shape[1]} parts")
+    w = torch.as_tensor(weights, dtype=torch.float32, device=logits.device)
+    loss = F.cross_entropy(logits.float(), masks, weight=w, ignore_index=IGNORE)
     correct = ((logits.argmax(dim=1) == masks) & known).sum()
     return loss, {"correct": correct.detach(), "count": count.detach()}
 
@@ -127,7 +139,7 @@ def build_parsing(cfg: dict) -> nn.Module:
 
 
 def parsing_loss(model, batch: dict, cfg: dict):
-    return part_loss(model(batch["image"]), batch["label"])
+    return part_loss(model(batch["image"]), batch["label"], cfg)
 
 
 PARSING_JOB = Job(name="parsing", build=build_parsing, rows=parsing_rows,
@@ -221,7 +233,7 @@ def joint_loss(model, batch: dict, cfg: dict):
     loss, stats = masked_bce(logits, batch["label"])
     weight = float(cfg.get("parsing_weight", 1.0))
     if weight > 0 and not cfg.get("freeze_parsing"):
-        p_loss, _ = part_loss(parts, batch["mask"])
+        p_loss, _ = part_loss(parts, batch["mask"], cfg)
         loss = loss + weight * p_loss
     return loss, stats
 
