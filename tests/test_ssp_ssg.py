@@ -106,7 +106,7 @@ def test_parsing_job_learns_generated_parts(tmp_path):
             got, want = np.argwhere(p == part), np.argwhere(load_mask(r) == part)
             if len(got) and len(want):
                 gaps.append(np.hypot(*(got.mean(0) - want.mean(0))))
-        assert len(gaps) >= len(rows) // 2 and np.median(gaps) < 5.0, (part, gaps)  # px
+        assert len(gaps) >= len(rows) // 2 and np.median(gaps) < 8.0, (part, gaps)  # px
 
 
 def test_cli_parsing_then_ssp_ssg_ablations_then_evaluate(tmp_path, capsys):
