@@ -41,7 +41,8 @@ class ParsingConfig:
         return 2 ** (len(self.channels) - 1)
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    """3x3 convolution (same size), batch norm, ReLU: the unit of both SSP+SSG networks."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
 
@@ -53,10 +54,10 @@ class ParsingNet(nn.Module):
         if len(config.channels) < 2:
             raise ValueError("ParsingConfig: channels needs at least 2 levels")
         ch = list(config.channels)
-        self.down = nn.ModuleList([_block(3, ch[0])] +
-                                  [_block(a, b) for a, b in zip(ch, ch[1:], strict=False)])
+        self.down = nn.ModuleList([conv_block(3, ch[0])] +
+                                  [conv_block(a, b) for a, b in zip(ch, ch[1:], strict=False)])
         # up[i] takes the level below (ch[i + 1]) upsampled, joined with encoder level i
-        self.up = nn.ModuleList([_block(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
+        self.up = nn.ModuleList([conv_block(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
         self.classify = nn.Conv2d(ch[0], config.num_parts, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faceattr_ray.models.parsing import ParsingConfig, ParsingNet
+from faceattr_ray.models.parsing import ParsingConfig, ParsingNet, conv_block
 
 FAMILY = "ssp-ssg"
 
@@ -95,11 +95,6 @@ def is_ssp_ssg(config: dict | None) -> bool:
     return isinstance(config, dict) and config.get("family") == FAMILY
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
 class SSPSSGNet(nn.Module):
     def __init__(self, config: SSPSSGConfig | None = None) -> None:
         super().__init__()
@@ -108,10 +103,10 @@ class SSPSSGNet(nn.Module):
         c1, c2, c3, c4 = config.channels
         parts = config.num_parts
         self.parsing = ParsingNet(ParsingConfig.from_dict(config.parsing))
-        self.conv1 = _block(3, c1)
-        self.conv2 = _block(c1 * (parts if config.ssg else 1), c2)  # SSG: a branch per part
-        self.conv3 = _block(c2, c3)
-        self.conv4 = _block(c3, c4)
+        self.conv1 = conv_block(3, c1)
+        self.conv2 = conv_block(c1 * (parts if config.ssg else 1), c2)  # SSG: a branch per part
+        self.conv3 = conv_block(c2, c3)
+        self.conv4 = conv_block(c3, c4)
         self.head_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.attribute_head = nn.Linear(config.feature_dim, config.num_attributes)
         self.identity_head = None
