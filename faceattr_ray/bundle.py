@@ -24,7 +24,7 @@ from safetensors.torch import save_file as save_torch
 
 from faceattr_ray import __version__
 from faceattr_ray.errors import BundleError
-from faceattr_ray.models import ANet, ANetConfig, LNet, LNetConfig, Preprocess
+from faceattr_ray.models import ANet, LNet, LNetConfig, Preprocess, SSPSSGNet, attribute_network
 
 FORMAT_NAME = "faceattr-ray-bundle"
 FORMAT_VERSION = 1
@@ -40,7 +40,7 @@ class Bundle:
     attributes: list[str]
     lnet_o: LNet | None
     lnet_s: LNet | None
-    anet: ANet
+    anet: ANet | SSPSSGNet  # the attribute network: ANet, or the SSP+SSG family (same API)
     heads: dict[str, np.ndarray] | None = None  # SVM heads: weight (A, F), bias (A,)
     threshold: float | None = None     # face/no-face threshold on the max window score
     extra_files: dict[str, str] = field(default_factory=dict)  # name -> sha256, read only
@@ -164,7 +164,7 @@ def _load_network(root: str, name: str, config: dict, device: str):
     file = _checked_file(root, f"{name}.safetensors", config)
     try:
         net = (LNet(LNetConfig.from_dict(cfg)) if name.startswith("lnet")
-               else ANet(ANetConfig.from_dict(cfg)))
+               else attribute_network(cfg))
     except (TypeError, ValueError) as e:
         raise BundleError(f"{os.path.join(root, CONFIG_FILE)}: bad {name} config ({e})") from None
     try:

@@ -1,4 +1,5 @@
-"""Attribute metrics: accuracy, balanced accuracy, the majority baseline, and a Table-1 printout.
+"""Attribute metrics: accuracy, balanced accuracy, the majority baseline, and a Table-1 printout;
+and the per-class IoU of face parsing (a confusion matrix of label maps).
 
 Labels are float {1.0, 0.0, NaN} (see attributes.normalize_labels); NaN rows are left out of
 that attribute's figures. A score > threshold (0 for SVM scores, or an operating point's
@@ -127,3 +128,21 @@ def format_table(metrics: dict, reference: Mapping[str, float] | None = None) ->
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.1f}"
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int,
+                     ignore: int | None = None) -> np.ndarray:
+    """(K, K) counts, rows the true class and columns the predicted one, of label arrays of
+    any shape; pixels labelled ``ignore`` are left out."""
+    t, p = np.asarray(truth).ravel().astype(np.int64), np.asarray(predicted).ravel().astype(np.int64)
+    keep = (t != ignore) if ignore is not None else np.ones(len(t), bool)
+    return np.bincount(t[keep] * classes + p[keep], minlength=classes * classes).reshape(
+        classes, classes)
+
+
+def intersection_over_union(confusion: np.ndarray) -> np.ndarray:
+    """Per-class IoU of a confusion matrix; NaN for a class neither present nor predicted."""
+    tp = np.diag(confusion).astype(float)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)

@@ -13,6 +13,8 @@ Each preset is the keys of `LNetConfig` and `ANetConfig` that differ from their 
   with the face tag first, max-pooled) and the default ANet with batch norm.
 - ``wild-smoke``: the same shapes, a few channels (tests, ``--smoke-test``).
 - ``paper``: AlexNet-sized LNets (torchvision's ImageNet weights load into them) and ANet.
+- ``ssp-ssg``, ``ssp-ssg-smoke``: not LNet/ANet sizes but the parsing-guided attribute network
+  (``{"ssp_ssg": SSPSSGConfig keys}``); `architecture` returns them like the others.
 """
 
 from __future__ import annotations
@@ -54,12 +56,23 @@ ARCHITECTURES: dict[str, dict[str, dict]] = {
                  "kernels": [5, 3, 3, 3], "feature_dim": 16, "batch_norm": True},
     },
     "paper": {"lnet": {}, "anet": {}},
+    # The SSP+SSG family (models/ssp_ssg.py): its attribute network and parsing network, sized
+    # for a CPU (64x64 crops); "-smoke" a few channels for tests.
+    "ssp-ssg": {
+        "ssp_ssg": {"input_size": 64, "channels": [16, 32, 64, 96],
+                    "parsing": {"channels": [16, 32, 48]}},
+    },
+    "ssp-ssg-smoke": {
+        "ssp_ssg": {"input_size": 32, "channels": [4, 8, 8, 8],
+                    "parsing": {"channels": [4, 8, 8]}},
+    },
 }
 PRESETS = tuple(ARCHITECTURES)
 
 
 def architecture(name: str) -> dict[str, dict]:
-    """{"lnet": LNetConfig keys, "anet": ANetConfig keys} of a preset (a copy to change)."""
+    """{"lnet": LNetConfig keys, "anet": ANetConfig keys} of a preset (a copy to change);
+    {"ssp_ssg": SSPSSGConfig keys} for the ssp-ssg presets."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
     return copy.deepcopy(ARCHITECTURES[name])

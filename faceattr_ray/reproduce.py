@@ -111,6 +111,22 @@ RECIPE: dict = {
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
     "localization_check": 300,  # test scenes scored for the results' localization figure
+    # The attribute network: "anet" (LNets+ANet, the paper) or "ssp-ssg" (Kalayeh et al. 2017:
+    # parsing-guided, `ssp_ssg` below, in place of the ANet stages; LNets, heads, calibration
+    # and evaluation unchanged). `--family` sets it.
+    "family": "anet",
+    "ssp_ssg": {
+        "arch": {},  # SSPSSGConfig keys over the "ssp-ssg" preset (e.g. {"ssg": false})
+        # part masks: a face-parsing root (CelebAMask-HQ, Helen/LaPa), else generated people
+        # drawn with their masks into DIR/work/parts (count faces of `identities` people)
+        "parsing_data": None, "generated": {"count": 3000, "identities": 600},
+        "parsing": {"epochs": 8, "batch_size": 32, "optimizer": "adamw", "lr": 0.003,
+                    "weight_decay": 1e-4, "schedule": "cosine"},
+        # joint: attribute tags + part masks (parsing_share of the rows, parsing_weight)
+        "finetune": {"epochs": 12, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
+                     "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
+                     "parsing_share": 0.25, "parsing_weight": 0.5},
+    },
 }
 
 # --smoke-test: tiny networks, a handful of images, 2 steps per job (seconds, not minutes).
@@ -129,6 +145,10 @@ SMOKE: dict = {
     "heads": {"C": [0.1, 1.0], "solver": "liblinear"},
     "calibrate": {"faces": 8, "backgrounds": 8},
     "localization_check": 8,
+    "ssp_ssg": {"arch": architecture("ssp-ssg-smoke")["ssp_ssg"],
+                "generated": {"count": 24, "identities": 6},
+                "parsing": {"epochs": 1, "max_steps": 2, "batch_size": 4},
+                "finetune": {"epochs": 1, "max_steps": 2, "batch_size": 8}},
 }
 
 
@@ -219,7 +239,7 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     preprocess = recipe.get("preprocess") or {}
     init: dict = {}
     pre = recipe["anet_pretrain"]
-    if pre.get("epochs", 0) > 0:
+    if pre.get("epochs", 0) > 0 and recipe.get("family", "anet") == "anet":
         with timer.stage("anet_pretrain"):
             init["anet"], metrics, _ = api.pretrain_anet(
                 root, **common, **pre, anet=anet_arch, preprocess=preprocess,
@@ -246,6 +266,9 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
                                              headshoulder=headshoulder, **common, **ln,
                                              lnet=lnet_arch, anet=anet_arch, run_name="lnets")
             print(f"[reproduce] LNets: {json.dumps({k: _short(v) for k, v in metrics.items()})}")
+    if recipe.get("family", "anet") == "ssp-ssg":
+        net, cfg = train_ssp_ssg(root, work, recipe, common, timer, seed)
+        return {**lnets, "anet": net}, cfg
     if uses_scenes(recipe) and wild_crops and wild_crops.get("share", 0) > 0:
         # ANet's wild crops, whether the LNets were trained here or taken from ``lnets.init``
         anet_options["wild"] = {**wild_crops, "backgrounds": list(backgrounds)}
@@ -255,6 +278,38 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
                                            preprocess=preprocess, run_name="anet")
         print(f"[reproduce] ANet: {_short(metrics['anet'])}")
     return {**lnets, "anet": anets["anet"]}, cfg
+
+
+FAMILIES = ("anet", "ssp-ssg")
+
+
+def train_ssp_ssg(root: str, work: str, recipe: dict, common: dict, timer: Timer,
+                  seed: int) -> tuple:
+    """The SSP+SSG family's stages in place of ANet's: the parsing network on part masks (a
+    given parsing root, else generated people drawn with theirs), then the whole network
+    jointly on ROOT's attribute tags and those masks. Returns (network, its job config)."""
+    from faceattr_ray.data.synthetic import write_aligned
+    from faceattr_ray.train import api
+
+    sg = recipe["ssp_ssg"]
+    preprocess = recipe.get("preprocess") or {}
+    parts = sg.get("parsing_data")
+    if not parts:
+        with timer.stage("parsing_data"):
+            parts = os.path.join(work, "parts")
+            g = sg["generated"]
+            write_aligned(parts, g["count"], g["identities"], seed=seed + 17, masks=True)
+    with timer.stage("parsing"):
+        net, metrics, _ = api.train_parsing(parts, ssp_ssg=sg.get("arch"), **common,
+                                            **sg["parsing"], preprocess=preprocess,
+                                            run_name="parsing")
+        print(f"[reproduce] parsing: {_short(metrics)}")
+    with timer.stage("ssp_ssg_finetune"):
+        net, metrics, cfg = api.finetune_ssp_ssg(root, init=net, **common, **sg["finetune"],
+                                                 parsing_data=parts, preprocess=preprocess,
+                                                 run_name="ssp-ssg")
+        print(f"[reproduce] SSP+SSG: {_short(metrics)}")
+    return net, cfg
 
 
 def _short(m: dict) -> str:
@@ -693,6 +748,7 @@ def reproduce(root: str, out: str, recipe: dict, backgrounds: list[str] | None =
     reference = paper_reference(metrics["attributes"])
     results = {
         "celeba_root": os.path.abspath(root), "model": built["model"], "seed": seed,
+        "family": recipe.get("family", "anet"),
         "limit": limit, "recipe": recipe,
         "test": metrics, "mean_accuracy": metrics["mean"]["accuracy"],
         "majority_baseline": metrics["mean"]["majority_baseline"],
@@ -774,7 +830,7 @@ def write_results(folder: str, results: dict, reference: dict[str, float]) -> No
         json.dump(results, f, indent=1, default=str)
     t = results["stage_seconds"]
     with open(os.path.join(folder, "table.md"), "w") as f:
-        f.write(f"# reproduce: {results['celeba_root']}\n\n"
+        f.write(f"# reproduce ({results.get('family', 'anet')}): {results['celeba_root']}\n\n"
                 f"Test split: {results['test']['images']} images. Mean accuracy "
                 f"**{_cell(results['mean_accuracy'])}%** (majority baseline "
                 f"{_cell(results['majority_baseline'])}%, paper on full CelebA "

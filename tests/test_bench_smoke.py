@@ -28,7 +28,8 @@ def _smoke(script: str, *args: str) -> list[str]:
 
 def test_every_bench_script_has_a_smoke_test_here():
     tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "localization.py",
-              "one_pass.py", "train_throughput.py", "wild_attributes.py"}
+              "one_pass.py", "parsing.py", "ssp_ssg.py", "train_throughput.py",
+              "wild_attributes.py"}
     assert set(SCRIPTS) == tested
     for script in SCRIPTS:
         with open(os.path.join(ROOT, "bench", script)) as f:
@@ -103,3 +104,18 @@ def test_wild_attributes_prints_aligned_and_wild_means(tmp_path):
         assert result["gap"] == pytest.approx(result["aligned_mean"] - result["wild_mean"])
     else:
         assert result["wild_mean"] is None and result["gap"] is None
+
+
+def test_parsing_prints_iou_per_part_and_the_landmark_check():
+    result = json.loads(_smoke("parsing.py")[-1])
+    assert len(result["generated"]["iou"]) == 7 and 0 <= result["generated"]["mean_iou"] <= 1
+    for key in ("left_eye", "right_eye", "nose", "mouth"):
+        assert 0 <= result["real_landmarks"][key]["within"] <= 1
+
+
+@pytest.mark.slow
+def test_ssp_ssg_compares_the_five_models():
+    result = json.loads(_smoke("ssp_ssg.py")[-1])
+    assert [r["model"] for r in result["models"]] == ["ssp+ssg", "anet", "ssp", "ssg", "neither"]
+    assert all(0 <= r["mean_accuracy"] <= 1 and r["train_s"] > 0 for r in result["models"])
+

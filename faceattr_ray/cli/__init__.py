@@ -141,6 +141,10 @@ def _add_train(sub) -> None:
         ("lnet-pretrain", "LNet+ on an image folder of object classes (softmax, ten-crop)."),
         ("anet-pretrain", "ANet on face identities (softmax + similarity loss)."),
         ("finetune", "LNet_o, LNet_s and ANet with attribute tags (sigmoid cross-entropy)."),
+        ("parsing", "The SSP+SSG family's face-parsing network on part masks (CelebAMask-HQ, "
+                    "Helen/LaPa, or generated people written with `generate --masks`)."),
+        ("ssp-ssg", "The SSP+SSG attribute network (Kalayeh et al. 2017) with attribute tags, "
+                    "jointly with part masks from --parsing-data."),
     ]:
         tp = _command(tsub, name, "faceattr_ray.cli.train:run", help)
         _train_common_args(tp, name)
@@ -169,8 +173,9 @@ def _add_train(sub) -> None:
 
 def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> None:
     p.add_argument("--data", required=True,
-                   help="training data: an image folder of classes (lnet-pretrain) or a "
-                        "CelebA-layout root (anet-pretrain, finetune)")
+                   help="training data: an image folder of classes (lnet-pretrain), a "
+                        "CelebA-layout root (anet-pretrain, finetune, ssp-ssg) or a face-parsing "
+                        "root (parsing)")
     p.add_argument("--out", required=True,
                    help="bundle directory to write (with train_config.json, the resolved config)")
     if job == "finetune":
@@ -189,6 +194,21 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
         p.add_argument("--headshoulder", choices=["lnet_o", "boxes"], default="lnet_o",
                        help="LNet_s's head-shoulder boxes: lnet_o = from the fine-tuned LNet_o's response map "
                             "(the paper); boxes = the data's list_headshoulder_bbox.txt")
+    elif job in ("parsing", "ssp-ssg"):
+        p.add_argument("--init", default=None,
+                       help="an SSP+SSG bundle to start from (e.g. `train parsing`'s output)")
+        if job == "ssp-ssg":
+            p.add_argument("--parsing-data", default=None,
+                           help="a face-parsing root whose masks train the part maps jointly "
+                                "(default: none; the parsing network then learns from the "
+                                "attribute loss alone)")
+            p.add_argument("--parts", choices=["ssp,ssg", "ssp", "ssg", "none"],
+                           default="ssp,ssg",
+                           help="which uses of the part maps (ablations: SSP alone, SSG alone)")
+            p.add_argument("--freeze-parsing", action="store_true",
+                           help="keep the parsing network as --init gives it")
+            p.add_argument("--attributes", default=None,
+                           help="comma-separated attribute subset (default: every column)")
     else:
         p.add_argument("--init", default=None,
                        help="torchvision AlexNet state_dict file (lnet-pretrain) or a bundle "
@@ -336,6 +356,10 @@ def _add_generate(sub) -> None:
     p.add_argument("--backgrounds-from", default=None,
                    help="folder/glob/manifest of background images for --kind paste "
                         "(default: generated)")
+    p.add_argument("--masks", action="store_true",
+                   help="aligned, wild: also write each image's face parts (background, hair, "
+                        "skin, eyes, brows, nose, mouth) as parts/NAME.png, the supervision of "
+                        "`train parsing`; paste: refused, pasted real faces have no known parts")
     p.add_argument("--seed", type=NONNEGATIVE, default=0)
 
 
@@ -347,6 +371,11 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--backgrounds", nargs="*", default=None,
                    help="background images for in-the-wild training (default: generated)")
     p.add_argument("--smoke-test", action="store_true", help="tiny and fast, on CPU")
+    p.add_argument("--family", choices=["anet", "ssp-ssg"], default=None,
+                   help="the attribute network: anet (LNets+ANet, the paper; the recipe's "
+                        "default) or ssp-ssg (parsing-guided, Kalayeh et al. 2017: a parsing "
+                        "network on part masks, then SSP+SSG jointly; same LNets, heads, "
+                        "calibration and test split)")
     p.add_argument("--recipe", default=None,
                    help='JSON (text or file) overriding faceattr_ray/reproduce.py RECIPE, e.g. '
                         '{"anet_finetune": {"epochs": 2}}')

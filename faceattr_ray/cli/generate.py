@@ -19,11 +19,16 @@ def run(args) -> int:
     size = tuple(args.size) if args.size else None
     scene = size or (256, 192)
     kind = args.kind
+    masks = bool(getattr(args, "masks", False))
+    if masks and kind not in ("aligned", "wild"):
+        raise DataError(f"--masks: only generated people (aligned, wild) have known face parts; "
+                        f"{kind} images get none (pasted real faces were never drawn)")
     if kind == "aligned":
-        write_aligned(args.out, args.count, args.identities, args.seed, size or ALIGNED_SIZE)
+        write_aligned(args.out, args.count, args.identities, args.seed, size or ALIGNED_SIZE,
+                      masks=masks)
     elif kind == "wild":
         write_wild(args.out, args.count, args.identities, args.seed, scene,
-                   max_people=args.max_people, distractor_rate=args.distractor_rate)
+                   max_people=args.max_people, distractor_rate=args.distractor_rate, masks=masks)
     elif kind == "backgrounds":
         write_backgrounds(args.out, args.count, args.seed, scene)
     elif kind == "distractors":

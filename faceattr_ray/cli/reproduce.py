@@ -15,6 +15,8 @@ def run(args) -> int:
     recipe = resolve_recipe(args.smoke_test, args.recipe)
     if args.trainer:
         recipe["trainer"] = args.trainer
+    if getattr(args, "family", None):
+        recipe["family"] = args.family
     backgrounds = list_inputs(args.backgrounds) if args.backgrounds else None
     if args.backgrounds and not backgrounds:
         raise DataError(f"no background images found in {' '.join(args.backgrounds)}")

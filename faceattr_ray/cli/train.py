@@ -1,4 +1,5 @@
-"""`faceattr-ray train lnet-pretrain | anet-pretrain | finetune | heads`: flags -> the library."""
+"""`faceattr-ray train lnet-pretrain | anet-pretrain | finetune | parsing | ssp-ssg | heads`:
+flags -> the library."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
         nets_wanted = tuple(n.strip() for n in args.nets.split(",") if n.strip())
         nets, metrics, cfg = api.finetune(args.data, nets=nets_wanted, init=init,
                                           headshoulder=args.headshoulder, **options)
-    else:  # argparse allows only the three
+    elif args.train_command in ("parsing", "ssp-ssg"):
+        return _run_ssp_ssg(args, options)
+    else:  # argparse allows only these
         raise ValueError(args.train_command)
     api.save_job_bundle(args.out, nets, cfg)
     api.write_config(args.out, cfg, metrics)
@@ -37,6 +40,38 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"job": args.train_command, "out": args.out, "metrics": metrics},
                      default=str))
     return 0
+
+
+def _run_ssp_ssg(args: argparse.Namespace, options: dict) -> int:
+    """`train parsing` and `train ssp-ssg`: an SSP+SSG bundle in --out."""
+    from faceattr_ray.train import api
+
+    init = _ssp_ssg_init(args.init) if args.init else None
+    if args.train_command == "parsing":
+        net, metrics, cfg = api.train_parsing(args.data, init=init, **options)
+        trained = ["parsing"] if init is None else None
+    else:
+        parts = args.parts.split(",")
+        net, metrics, cfg = api.finetune_ssp_ssg(
+            args.data, init=init, ssp_ssg={"ssp": "ssp" in parts, "ssg": "ssg" in parts},
+            parsing_data=args.parsing_data, freeze_parsing=args.freeze_parsing, **options)
+        trained = None
+    api.save_job_bundle(args.out, {"anet": net}, cfg, trained=trained)
+    api.write_config(args.out, cfg, metrics)
+    print(f"wrote {args.out} (SSP+SSG bundle + train_config.json)")
+    print(json.dumps({"job": args.train_command, "out": args.out, "metrics": metrics},
+                     default=str))
+    return 0
+
+
+def _ssp_ssg_init(path: str):
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.models import SSPSSGNet
+
+    net = load_bundle(path).anet
+    if not isinstance(net, SSPSSGNet):
+        raise DataError(f"--init {path}: not an SSP+SSG bundle (its attribute network is ANet)")
+    return net.train()
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -59,7 +94,7 @@ def _options(args: argparse.Namespace) -> dict:
         # The default name follows the output folder, so re-running the same command resumes.
         run_name=args.run_name or f"{os.path.basename(out)}-{args.train_command}",
     )
-    if args.train_command == "finetune" and args.attributes:
+    if args.train_command in ("finetune", "ssp-ssg") and args.attributes:
         options["attributes"] = [a.strip() for a in args.attributes.split(",") if a.strip()]
     return options
 

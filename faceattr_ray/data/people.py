@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from faceattr_ray.attributes import CELEBA_40
+from faceattr_ray.data import parts as P
 
 UNRENDERED = ("Attractive", "High_Cheekbones")
 RENDERED = tuple(n for n in CELEBA_40 if n not in UNRENDERED)
@@ -174,10 +175,33 @@ def _mix(c1, c2, t: float) -> tuple[int, int, int]:
     return tuple(int(round(a * (1 - t) + b * t)) for a, b in zip(c1, c2, strict=True))
 
 
+class _Draw:
+    """Draws each shape on the person's colour layer and, when there is a label layer, the same
+    shape filled with the current face part (``part``, one of `parts.PARTS`; None: not labelled,
+    as glasses and earrings, which leave the part under them) on that layer. One drawing code
+    for the image and its part masks, so the two cannot drift apart."""
+
+    def __init__(self, colour: ImageDraw.ImageDraw, labels: ImageDraw.ImageDraw | None) -> None:
+        self.colour, self.labels, self.part = colour, labels, P.BACKGROUND
+
+    def __getattr__(self, name: str):  # ellipse, polygon, line, arc, chord, rectangle
+        paint = getattr(self.colour, name)
+        if self.labels is None:
+            return paint
+        label = getattr(self.labels, name)
+
+        def both(*args, **kw):
+            paint(*args, **kw)
+            if self.part is not None:
+                label(*args, **{k: (self.part if k in ("fill", "outline") else v)
+                                for k, v in kw.items()})
+        return both
+
+
 class _Pen(NamedTuple):
     """What every part of a drawn person needs: where, how big, which person, which attributes."""
 
-    draw: ImageDraw.ImageDraw
+    draw: _Draw
     cx: float  # face centre
     cy: float
     f: float  # face width
@@ -193,8 +217,13 @@ class _Pen(NamedTuple):
     ey: float  # eye line
 
 
+# The face part each drawing step paints by default; steps that paint several set their own.
+_STEPS_PART = {"_torso": P.BACKGROUND, "_wrinkles": P.SKIN, "_eyebrows": P.BROWS,
+               "_nose": P.NOSE, "_cheeks": P.SKIN}
+
+
 def _draw_person(
-    draw: ImageDraw.ImageDraw,
+    draw: _Draw,
     cx: float,
     cy: float,
     fw: float,
@@ -211,9 +240,12 @@ def _draw_person(
     p = _Pen(draw, cx, cy, f, h, sh=(1.45 if ident.male else 1.2) * f, ident=ident, a=a,
              skin=ident.skin, hair=HAIR[ident.hair], dark_skin=_mix(ident.skin, (60, 30, 20), 0.35),
              line=max(1, int(round(0.03 * f))), es=ident.eye_spacing * f, ey=cy - 0.08 * h)
-    for part in (_torso, _head, _hair_cap, _wrinkles, _eyebrows, _eyes, _nose, _cheeks, _mouth):
-        part(p)
+    for step in (_torso, _head, _hair_cap, _wrinkles, _eyebrows, _eyes, _nose, _cheeks, _mouth):
+        draw.part = _STEPS_PART.get(step.__name__, draw.part)
+        step(p)
+    draw.part = None  # glasses and earrings: the part under them keeps its label
     _accessories(p, rng)
+    draw.part = P.BACKGROUND  # a hat hides the hair (CelebAMask-HQ's hat is not a face part)
     top = _hat_and_top(p, rng)
     return (f / 2, h / 2), (cx - p.sh, top, cx + p.sh, cy + BUST * h)
 
@@ -256,11 +288,13 @@ def _head(p: _Pen) -> None:
     draw, cx, cy, f, h, sh, ident, a, skin, hair, dark_skin, line, es, ey = p
     # hair behind the head: long for women, short for men
     long_hair = not ident.male and not ident.bald
+    draw.part = P.HAIR
     if long_hair:
         _hair_shape(draw, cx, cy - 0.1 * h, 0.66 * f, 0.62 * h, 1.0 * h, hair, a["Wavy_Hair"])
     if not ident.bald:
         _hair_shape(draw, cx, cy - 0.28 * h, 0.58 * f, 0.38 * h, 0.38 * h, hair, a["Wavy_Hair"])
-    # ears
+    # ears (skin: our seven parts have no ears)
+    draw.part = P.SKIN
     for s in (-1, 1):
         draw.ellipse(
             [
@@ -289,6 +323,7 @@ def _head(p: _Pen) -> None:
             fill=_mix(skin, (55, 45, 40), 0.3),
         )
     if a["Sideburns"]:
+        draw.part = P.HAIR
         for s in (-1, 1):
             x0, x1 = sorted((cx + s * 0.5 * f, cx + s * 0.4 * f))
             draw.rectangle([x0, cy - 0.28 * h, x1, cy + 0.12 * h], fill=hair)
@@ -298,6 +333,7 @@ def _hair_cap(p: _Pen) -> None:
     """Hair on the head down to the hairline, bangs; bald sides."""
     draw, cx, cy, f, h, sh, ident, a, skin, hair, dark_skin, line, es, ey = p
     # hair on the head (a cap of hair down to the hairline), bangs, bald sides
+    draw.part = P.HAIR
     if not ident.bald:
         hairline = cy - (0.42 if a["Receding_Hairline"] else 0.32) * h
         top = cy - 0.58 * h
@@ -305,6 +341,7 @@ def _hair_cap(p: _Pen) -> None:
             [cx - 0.52 * f, top, cx + 0.52 * f, top + 2 * (hairline - top)], 180, 360, fill=hair
         )
         if a["Receding_Hairline"]:  # bare temples: the cap is cut back at both sides
+            draw.part = P.SKIN
             for s in (-1, 1):
                 draw.ellipse(
                     [
@@ -316,12 +353,14 @@ def _hair_cap(p: _Pen) -> None:
                     fill=skin,
                 )
         if a["Bangs"]:
+            draw.part = P.HAIR
             edge = cy - 0.21 * h
             draw.chord(
                 [cx - 0.5 * f, top, cx + 0.5 * f, top + 2 * (edge - top)], 180, 360, fill=hair
             )
             draw.rectangle([cx - 0.4 * f, hairline, cx + 0.4 * f, edge], fill=hair)
     else:
+        draw.part = P.SKIN  # bald sides: a shadow on the skin
         for s in (-1, 1):
             draw.ellipse(
                 [
@@ -379,6 +418,7 @@ def _eyes(p: _Pen) -> None:
     eh = (0.022 if a["Narrow_Eyes"] else 0.045) * h
     for s in (-1, 1):
         ex = cx + s * es
+        draw.part = P.SKIN  # make-up and bags lie on the skin around the eye
         if a["Heavy_Makeup"]:
             draw.ellipse(
                 [ex - 0.12 * f, ey - 0.09 * h, ex + 0.12 * f, ey + 0.02 * h], fill=(110, 60, 110)
@@ -391,6 +431,7 @@ def _eyes(p: _Pen) -> None:
                 fill=_mix(skin, (90, 60, 80), 0.5),
                 width=line,
             )
+        draw.part = P.EYES
         draw.ellipse([ex - 0.09 * f, ey - eh, ex + 0.09 * f, ey + eh], fill=(250, 250, 250))
         r = min(eh, 0.045 * f)
         draw.ellipse([ex - r, ey - r, ex + r, ey + r], fill=ident.eye_colour)
@@ -434,10 +475,12 @@ def _mouth(p: _Pen) -> None:
     beard = _mix(hair, (30, 25, 20), 0.4)
     my = cy + 0.28 * h
     mw = 0.34 * f
+    draw.part = P.SKIN  # facial hair lies on the skin (as CelebAMask-HQ labels beards)
     if a["Goatee"]:
         draw.ellipse([cx - 0.12 * f, my + 0.02 * h, cx + 0.12 * f, cy + 0.5 * h], fill=beard)
     lips = (200, 25, 55) if a["Wearing_Lipstick"] else _mix(skin, (170, 70, 70), 0.45)
     lt = (0.05 if a["Big_Lips"] else 0.028) * h
+    draw.part = P.MOUTH
     if a["Mouth_Slightly_Open"]:
         oh = 0.075 * h
         draw.ellipse([cx - mw / 2, my - oh / 2 - lt, cx + mw / 2, my + oh / 2 + lt], fill=lips)
@@ -462,6 +505,7 @@ def _mouth(p: _Pen) -> None:
         draw.ellipse([cx - mw / 2, my - lt / 2, cx + mw / 2, my + lt / 2], fill=lips)
         draw.line([cx - mw / 2, my, cx + mw / 2, my], fill=_mix(lips, (40, 10, 10), 0.5), width=1)
     if a["Mustache"]:
+        draw.part = P.SKIN
         draw.polygon(
             [
                 (cx - 0.2 * f, my - 0.03 * h),
@@ -553,29 +597,43 @@ def render_person(
     angle: float,
     rng: np.random.Generator,
     light: tuple[float, float] = (1.0, 0.0),
+    labels: Image.Image | None = None,
 ) -> Person:
     """Draw a person onto ``canvas`` (RGB, in place): face centre, face width in canvas pixels,
-    rotation in degrees (counter-clockwise), light = (gain, left-right gradient)."""
+    rotation in degrees (counter-clockwise), light = (gain, left-right gradient).
+
+    ``labels``: an "L" image of the canvas's size that receives the person's face parts
+    (`parts.PARTS` indices) where the person covers the canvas, also in place. Drawing the
+    labels uses no randomness, so the image is the same with or without them."""
     fw = face_width * _SS
     h = fw * ident.face_aspect
     # The layer ends where the bust does (the head-shoulder box's bottom); even sizes reduce exactly.
     lcx, lcy = int(1.7 * fw) + 2, 1.05 * h + 2
     lw, lh = 2 * lcx, 2 * (int((lcy + BUST * h) / 2) + 1)
     layer = Image.new("RGBA", (lw, lh), (0, 0, 0, 0))
-    (ax, ay), hs = _draw_person(ImageDraw.Draw(layer), lcx, lcy, fw, ident, attrs, rng)
+    label_layer = None if labels is None else Image.new("L", (lw, lh), P.BACKGROUND)
+    draw = _Draw(ImageDraw.Draw(layer),
+                 None if label_layer is None else ImageDraw.Draw(label_layer))
+    (ax, ay), hs = _draw_person(draw, lcx, lcy, fw, ident, attrs, rng)
     # Anti-alias by 2x box reduction, then rotate and light the small layer (4x fewer pixels).
     layer = layer.reduce(_SS)
     lcx, lcy = lcx / _SS, lcy / _SS
     layer = layer.rotate(angle, resample=Image.BILINEAR, center=(lcx, lcy))
+    if label_layer is not None:  # labels are not averaged: nearest neighbour throughout
+        label_layer = label_layer.resize(layer.size, Image.NEAREST)
+        label_layer = label_layer.rotate(angle, resample=Image.NEAREST, center=(lcx, lcy))
     gain, slope = light
     arr = np.asarray(layer).astype(np.float32)
     ramp = gain * (1.0 + slope * np.linspace(-1, 1, layer.width, dtype=np.float32))[None, :, None]
     arr[:, :, :3] *= ramp
     layer = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGBA")
-    if attrs.get("Blurry"):
-        layer = layer.filter(ImageFilter.GaussianBlur(max(1.0, face_width / 25)))
     ox = int(round(center[0] - lcx))
     oy = int(round(center[1] - lcy))
+    if label_layer is not None:  # where the person is opaque before any blur
+        covers = layer.getchannel("A").point(lambda v: 255 if v >= 128 else 0)
+        labels.paste(label_layer, (ox, oy), covers)
+    if attrs.get("Blurry"):
+        layer = layer.filter(ImageFilter.GaussianBlur(max(1.0, face_width / 25)))
     canvas.paste(layer, (ox, oy), layer)
 
     # Boxes: rotate about the face centre (PIL's rotate is counter-clockwise, y points down).

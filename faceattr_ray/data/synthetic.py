@@ -12,6 +12,9 @@ Layouts written (the CelebA reader reads them unchanged):
   identity) and ``list_distractors.txt`` (non-human faces: NAME, box, kind). ``read_all_faces``
   reads the last two.
 - ``write_backgrounds`` / ``write_distractors``: images with no human face.
+- ``masks=True`` (aligned and wild): ``parts/NAME.png``, every pixel's face part (`parts.PARTS`;
+  the drawer paints them, people.py). Real faces pasted by ``paste.paste_faces`` get none: no
+  one drew them, so their parts are not known.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from faceattr_ray.data.people import (
 from faceattr_ray.errors import DataError
 
 ALIGNED_SIZE = (89, 109)  # (W, H) of celeba-mini's crops
+PARTS_DIR = "parts"  # face-part label PNGs of generated people (write_parts)
 # Where the face sits inside a CelebA aligned crop, as fractions (x1, y1, x2, y2) of W and H.
 ALIGNED_FACE_REGION = ALIGNED_FACE_BOX  # where aligned crops hold the face (crops.py)
 
@@ -43,9 +47,11 @@ ALIGNED_FACE_REGION = ALIGNED_FACE_BOX  # where aligned crops hold the face (cro
 
 
 def render_aligned(
-    ident: Identity, attrs: dict[str, bool], size: tuple[int, int], rng: np.random.Generator
+    ident: Identity, attrs: dict[str, bool], size: tuple[int, int], rng: np.random.Generator,
+    labels: Image.Image | None = None,
 ) -> tuple[np.ndarray, Person]:
-    """A CelebA-style aligned crop (face centred, about half the width) of one person."""
+    """A CelebA-style aligned crop (face centred, about half the width) of one person;
+    ``labels`` (an "L" image of ``size``) receives its face parts (`people.render_person`)."""
     w, h = size
     canvas = make_background(size, rng, clutter=int(rng.integers(2, 8))).filter(
         ImageFilter.GaussianBlur(2)
@@ -63,6 +69,7 @@ def render_aligned(
         float(rng.uniform(-6, 6)),
         rng,
         light=(float(rng.uniform(0.8, 1.15)), float(rng.uniform(-0.2, 0.2))),
+        labels=labels,
     )
     return np.asarray(canvas), person
 
@@ -75,12 +82,14 @@ def render_scene(
     min_face: float = 16.0,
     max_face: float | None = None,
     background: Image.Image | None = None,
+    labels: Image.Image | None = None,
 ) -> tuple[np.ndarray, list[Person], list]:
     """People (one per identity given; larger ones drawn later, in front) on a cluttered scene.
 
     No person's head and shoulders cover another face or a distractor. Returns the image, the
     people drawn, largest face first (one is skipped when no free spot is found) and the
-    distractors as (box, kind).
+    distractors as (box, kind). ``labels`` (an "L" image of ``size``) receives every person's
+    face parts, later people over earlier ones as drawn.
     """
     w, h = size
     canvas = background.copy() if background is not None else make_background(size, rng)
@@ -113,7 +122,8 @@ def render_scene(
             continue
         center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         light = (float(rng.uniform(0.75, 1.2)), float(rng.uniform(-0.3, 0.3)))
-        p = render_person(canvas, ident, attrs, center, fw, float(rng.uniform(-12, 12)), rng, light)
+        p = render_person(canvas, ident, attrs, center, fw, float(rng.uniform(-12, 12)), rng, light,
+                          labels=labels)
         people.append(p)
         taken.append(p.face_box)
     people.sort(key=lambda p: -(p.face_box[2] - p.face_box[0]) * (p.face_box[3] - p.face_box[1]))
@@ -204,9 +214,11 @@ def save_image(img: np.ndarray | Image.Image, path: str) -> None:
 
 
 def write_aligned(
-    out: str, count: int, identities: int = 20, seed: int = 0, size: tuple[int, int] = ALIGNED_SIZE
+    out: str, count: int, identities: int = 20, seed: int = 0, size: tuple[int, int] = ALIGNED_SIZE,
+    masks: bool = False,
 ) -> str:
-    """Aligned face crops in CelebA layout (``img_align_celeba/``); returns ``out``."""
+    """Aligned face crops in CelebA layout (``img_align_celeba/``); returns ``out``.
+    ``masks``: also each image's face parts as ``PARTS_DIR/NAME.png`` (`write_parts`)."""
     _check_counts(count, identities)
     img_dir = os.path.join(out, "img_align_celeba")
     os.makedirs(img_dir, exist_ok=True)
@@ -217,9 +229,11 @@ def write_aligned(
         rng = np.random.default_rng([seed, 1, k])
         ident = people[int(order[k])]
         attrs = sample_attributes(ident, rng)
-        img, _ = render_aligned(ident, attrs, size, rng)
+        labels = _label_canvas(size, masks)
+        img, _ = render_aligned(ident, attrs, size, rng, labels=labels)
         name = f"{k + 1:06d}.jpg"
         save_image(img, os.path.join(img_dir, name))
+        write_parts(out, name, labels)
         rows.append(
             {
                 "name": name,
@@ -242,8 +256,10 @@ def write_wild(
     distractor_rate: float = 0.3,
     min_face: float = 16.0,
     max_face: float | None = None,
+    masks: bool = False,
 ) -> str:
     """In-the-wild scenes in CelebA layout (``img_celeba/`` plus box files); returns ``out``.
+    ``masks``: also every person's face parts as ``PARTS_DIR/NAME.png`` (`write_parts`).
 
     Every image has 1..``max_people`` people from one split's identities (so splits stay
     identity-disjoint); the attribute/identity/box files describe the largest face.
@@ -265,8 +281,10 @@ def write_wild(
         nd = int(rng.random() < distractor_rate) + int(rng.random() < distractor_rate / 3)
         img, drawn, others = [], [], []
         for _ in range(5):  # retry in the rare case nobody fit
+            labels = _label_canvas(size, masks)
             img, drawn, others = render_scene(
-                chosen, size, rng, distractors=nd, min_face=min_face, max_face=max_face
+                chosen, size, rng, distractors=nd, min_face=min_face, max_face=max_face,
+                labels=labels,
             )
             if drawn:
                 break
@@ -274,6 +292,7 @@ def write_wild(
             raise RuntimeError(f"could not place a face in a {size} image; use a larger size")
         name = f"{k + 1:06d}.jpg"
         save_image(img, os.path.join(img_dir, name))
+        write_parts(out, name, labels)
         rows.append(
             {
                 "name": name,
@@ -286,6 +305,20 @@ def write_wild(
         )
     write_lists(out, rows, with_boxes=True, size=size)
     return out
+
+
+def _label_canvas(size: tuple[int, int], masks: bool) -> Image.Image | None:
+    return Image.new("L", size, 0) if masks else None
+
+
+def write_parts(out: str, name: str, labels: Image.Image | None) -> None:
+    """``labels`` (face parts, `parts.PARTS` indices) as ``out/PARTS_DIR/<stem>.png``: one label
+    PNG per image, the layout `parsing.read_label_pngs` reads. Nothing when ``labels`` is None."""
+    if labels is None:
+        return
+    folder = os.path.join(out, PARTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    labels.save(os.path.join(folder, os.path.splitext(name)[0] + ".png"))
 
 
 def _check_counts(count: int, identities: int) -> None:

@@ -307,3 +307,15 @@ def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = 10) ->
     return {"edges": edges.tolist(), "count": count, "predicted": predicted,
             "observed": observed, "ece": ece / max(len(p), 1),
             "brier": float(np.mean((p - t) ** 2)) if len(p) else None}
+
+
+def part_contributions(features: np.ndarray, weight: np.ndarray, parts: int) -> np.ndarray:
+    """(A, parts): for SSP features (N, parts * C, one C-block per part) and linear heads
+    ``weight`` (A, parts * C), the mean over faces of the absolute score each part's block
+    contributes, normalised per attribute (rows sum to 1; 0 rows stay 0)."""
+    n = len(features)
+    f = np.asarray(features, np.float64).reshape(n, parts, -1)
+    w = np.asarray(weight, np.float64).reshape(len(weight), parts, -1)
+    per = np.abs(np.einsum("npc,apc->nap", f, w)).mean(axis=0)  # (A, parts)
+    total = per.sum(axis=1, keepdims=True)
+    return np.divide(per, total, out=np.zeros_like(per), where=total > 0)

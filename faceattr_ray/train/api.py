@@ -161,6 +161,49 @@ def finetune(data: str, nets: tuple[str, ...] = NETS, init: dict[str, nn.Module]
     return out, metrics, base
 
 
+# --- the SSP+SSG family (train/ssp_ssg.py) -----------------------------------------------------
+
+
+def _ssp_ssg_config(job: str, data: str, arch: dict | None, **options) -> dict:
+    from faceattr_ray.models import SSPSSGConfig
+
+    cfg = make_config(job, data, **options)
+    base = architecture("ssp-ssg-smoke" if cfg["smoke_test"] else "ssp-ssg")["ssp_ssg"]
+    cfg["ssp_ssg"] = SSPSSGConfig.from_dict({**base, **(arch or {})}).to_dict()
+    return cfg
+
+
+def train_parsing(data: str, ssp_ssg: dict | None = None, init: nn.Module | None = None,
+                  **options) -> tuple[nn.Module, dict, dict]:
+    """The parsing network on a face-parsing root (`data.parsing` layouts). Returns a whole
+    SSP+SSG network (its attribute part fresh; `init`'s when given) with the trained parsing
+    network, the last metrics (pixel accuracy) and the resolved config."""
+    from faceattr_ray.models import SSPSSGConfig, SSPSSGNet
+
+    if init is not None:
+        ssp_ssg = {**init.config.to_dict(), **(ssp_ssg or {})}
+    cfg = _ssp_ssg_config("parsing", data, ssp_ssg, **options)
+    route, metrics = fit(cfg, None if init is None else init.parsing.state_dict())
+    net = init if init is not None else SSPSSGNet(SSPSSGConfig.from_dict(cfg["ssp_ssg"]))
+    net.parsing.load_state_dict(route.net.state_dict())
+    return net.eval(), metrics, cfg
+
+
+def finetune_ssp_ssg(data: str, init: nn.Module | None = None, ssp_ssg: dict | None = None,
+                     **options) -> tuple[nn.Module, dict, dict]:
+    """SSP+SSG trained jointly with attribute tags (a CelebA-layout root) and, with
+    ``parsing_data``, part masks (train/ssp_ssg.py). ``init``: an SSP+SSG network to start from
+    (e.g. `train_parsing`'s; its architecture is kept, its heads follow the attribute set).
+    Returns (network, last metrics, resolved config)."""
+    if init is not None:
+        ssp_ssg = {**init.config.to_dict(), **(ssp_ssg or {})}
+    cfg = _ssp_ssg_config("finetune-ssp-ssg", data, ssp_ssg, **options)
+    cfg["attributes"] = _attribute_names(cfg)
+    cfg["ssp_ssg"]["num_attributes"] = len(cfg["attributes"])
+    model, metrics = fit(cfg, None if init is None else init.state_dict())
+    return model.net.eval(), metrics, cfg
+
+
 def load_init(path: str, net: str) -> nn.Module:
     """A trained network from a bundle directory, or (LNets) a torchvision AlexNet weights file."""
     if os.path.isdir(path):
@@ -225,16 +268,18 @@ def _write_headshoulder(lnet_o: nn.Module, cfg: dict, scratch: str) -> str:
     return path
 
 
-def save_job_bundle(out: str, nets: dict[str, nn.Module], cfg: dict) -> None:
+def save_job_bundle(out: str, nets: dict[str, nn.Module], cfg: dict,
+                    trained: list[str] | None = None) -> None:
     """A model bundle of what a job trained. The bundle format always holds an ANet: a job that
     trains none (lnet-pretrain) stores a fresh one, marked untrained in `config["training"]`.
     A fine-tuned ANet's attribute layer becomes the bundle's linear heads, so it predicts at
-    once; `faceattr-ray train heads` replaces them with SVMs (the paper's heads)."""
+    once; `faceattr-ray train heads` replaces them with SVMs (the paper's heads).
+    ``trained`` overrides the list of trained networks written (e.g. ["parsing"])."""
     from faceattr_ray.bundle import Bundle, save_bundle
     from faceattr_ray.models import ANet, ANetConfig
 
     anet = nets.get("anet")
-    trained = sorted(n for n in nets if n in NETS)
+    trained = trained if trained is not None else sorted(n for n in nets if n in NETS)
     if anet is None:
         anet = ANet(ANetConfig.from_dict(dict(cfg["anet"], num_identities=0)))
     attributes = list(cfg.get("attributes") or [])

@@ -33,6 +33,8 @@ JOBS = {
     "finetune-lnet_o": "faceattr_ray.train.finetune:LNET_O_JOB",
     "finetune-lnet_s": "faceattr_ray.train.finetune:LNET_S_JOB",
     "finetune-anet": "faceattr_ray.train.finetune:ANET_JOB",
+    "parsing": "faceattr_ray.train.ssp_ssg:PARSING_JOB",
+    "finetune-ssp-ssg": "faceattr_ray.train.ssp_ssg:JOINT_JOB",
 }
 
 Batch = dict[str, np.ndarray]

@@ -15,6 +15,9 @@ Sections, each tied to a figure of Liu et al. (ICCV 2015); the numbers come from
 - concept neurons: mean faces of high, medium and low responses of ANet FC neurons (Fig. 8);
 - sparsity: accuracy with each head's best k% of FC neurons (Fig. 10b);
 - grouping: k-means over the heads' weight vectors (Fig. 11);
+- SSP+SSG bundles (Kalayeh et al. 2017): per attribute, the share of its score from each face
+  part's pooled features (SSP), and attribute localization maps (the score split exactly over
+  the last block's positions), from image-level labels only;
 - annotations: what an annotate output holds (status counts, faces per image, prevalence).
 
 A section that cannot be drawn (no LNets, no face boxes in the root, no annotate output) says why,
@@ -46,6 +49,7 @@ from faceattr_ray.evaluation.report.sections import (
     section_operating_points,
     section_response_maps,
     section_sparsity,
+    ssp_ssg_sections,
 )
 
 __all__ = ["SECTION_TITLES", "ReportInputs", "build_report", "render_html"]
@@ -154,7 +158,8 @@ def build_report(inputs: ReportInputs, out: str) -> dict:
 NEEDS_ROOT = {"accuracy": "labelled images", "operating_points": "labelled images",
               "localization": "images with face boxes",
               "response_maps": "images to draw on", "attribute_regions": "images to draw on",
-              "concept_neurons": "face images", "sparsity": "labelled images"}
+              "concept_neurons": "face images", "sparsity": "labelled images",
+              "part_weights": "face images", "localization_maps": "face images"}
 
 
 def _root_sections(inputs: ReportInputs, bundle, weight: np.ndarray, bias: np.ndarray, device,
@@ -215,6 +220,7 @@ def _root_sections(inputs: ReportInputs, bundle, weight: np.ndarray, bias: np.nd
                                                        weight, out)
         sections["sparsity"] = section_sparsity(feats, found_labels, shared,
                                                 weight[model_cols], bias[model_cols], out)
+    sections.update(ssp_ssg_sections(bundle, feats, crops, list(bundle.attributes), weight, out))
     return facts, sections
 
 

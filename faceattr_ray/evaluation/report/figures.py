@@ -96,7 +96,7 @@ def plot_localization(curves: dict, operating: dict | None, out: str) -> str:
 
 
 def plot_attribute_regions(maps: np.ndarray, background: np.ndarray, names: list[str],
-                            out: str) -> str:
+                            out: str, file_name: str = "attribute_regions.png") -> str:
     """One tile per attribute: its map (scaled to its own range, jet) over the mean view.
 
     The tiles are blended in numpy and drawn as one image: 40 matplotlib axes with two images
@@ -132,7 +132,20 @@ def plot_attribute_regions(maps: np.ndarray, background: np.ndarray, names: list
     ax.set_xlim(0, px_w)
     ax.set_ylim(px_h, 0)
     ax.set_axis_off()
-    return save(fig, out, "attribute_regions.png")
+    return save(fig, out, file_name)
+
+
+def plot_part_shares(shares: np.ndarray, names: list[str], parts: list[str], out: str) -> str:
+    """(A, parts) shares as a heat map, attributes down, parts across."""
+    fig = figure(5.5, 1.2 + 0.2 * len(names))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(shares, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(shares.max()),
+                                                                           1e-9))
+    ax.set_xticks(range(len(parts)), parts, rotation=45, fontsize=8)
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.05, label="share of the score")
+    fig.tight_layout()
+    return save(fig, out, "part_weights.png")
 
 
 def plot_concepts(rows: list[dict], faces: list[dict[str, np.ndarray]], out: str) -> str:

@@ -177,12 +177,27 @@ def _render_annotations(p: _Page, d: dict, base: tuple) -> str:
             + f"<details><summary>prevalence</summary>{prev}</details>")
 
 
+def _render_part_weights(p: _Page, d: dict, base: tuple) -> str:
+    rows = [[_e(n), _e(a["top_part"])] + [p.num(*base, "attributes", n, "contribution_share",
+                                                 part, unit="%") for part in d["parts"]]
+            for n, a in d["attributes"].items()]
+    table = _table(["attribute", "top part", *d["parts"]], rows)
+    return (f"<p>Over {p.num(*base, 'faces', unit='int')} faces.</p>"
+            + _figure_html(d["figures"][0]) + f"<details><summary>table</summary>{table}</details>")
+
+
+def _render_localization_maps(p: _Page, d: dict, base: tuple) -> str:
+    return (f"<p>Averaged over {p.num(*base, 'faces', unit='int')} face crops.</p>"
+            + _figure_html(d["figures"][0]))
+
+
 _RENDER = {
     "accuracy": _render_accuracy, "operating_points": _render_operating_points,
     "localization": _render_localization,
     "response_maps": _render_response_maps, "attribute_regions": _render_attribute_regions,
     "concept_neurons": _render_concepts, "sparsity": _render_sparsity,
     "grouping": _render_grouping, "annotations": _render_annotations,
+    "part_weights": _render_part_weights, "localization_maps": _render_localization_maps,
 }
 
 _STYLE = """

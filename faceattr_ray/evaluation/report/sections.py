@@ -30,8 +30,11 @@ SECTION_TITLES = {
     "concept_neurons": "ANet concept neurons (Fig. 8)",
     "sparsity": "Sparsity: how few FC neurons an attribute needs (Fig. 10b)",
     "grouping": "Attribute grouping by head weights (Fig. 11)",
+    "part_weights": "SSP: which face parts each attribute draws on (SSP+SSG)",
+    "localization_maps": "Attribute localization from image-level labels (SSP+SSG)",
     "annotations": "Annotate output",
 }
+LOCALIZATION_FACES = 64  # face crops averaged in the SSP+SSG localization maps
 
 
 
@@ -388,3 +391,86 @@ def section_annotations(path: str, out: str) -> dict:
                      "a head stuck on one answer). Right: faces per decoded image (0 = no face "
                      "found)."}],
     }
+
+
+# --- the SSP+SSG family (Kalayeh et al. 2017) -----------------------------------------------------
+
+
+def ssp_ssg_sections(bundle, feats: np.ndarray, crops: np.ndarray, names: list[str],
+                     weight: np.ndarray, out: str) -> dict[str, dict]:
+    """The part-weights and localization-map sections of an SSP+SSG bundle, or why absent."""
+    from faceattr_ray.models import SSPSSGNet
+
+    net = bundle.anet
+    if not isinstance(net, SSPSSGNet):
+        why = "the bundle's attribute network is ANet, not the parsing-guided SSP+SSG family"
+        return {"part_weights": absent(why), "localization_maps": absent(why)}
+    if len(crops) == 0:
+        why = "no face crops were made from the root's images"
+        return {"part_weights": absent(why), "localization_maps": absent(why)}
+    out_sections = {"localization_maps": section_localization_maps(bundle, crops, names,
+                                                                   weight, out)}
+    if not net.config.ssp:
+        out_sections["part_weights"] = absent("SSP is off in this network (an SSG-only ablation)")
+    else:
+        out_sections["part_weights"] = section_part_weights(net, feats, names, weight, out)
+    return out_sections
+
+
+def section_part_weights(net, feats: np.ndarray, names: list[str], weight: np.ndarray,
+                         out: str) -> dict:
+    import torch
+
+    from faceattr_ray.data.parts import PARTS
+    from faceattr_ray.models import part_weights
+
+    shares = part_weights(torch.as_tensor(weight), len(PARTS)).numpy()
+    used = analysis.part_contributions(feats, weight, len(PARTS))
+    attrs = {n: {"weight_share": {p: _f(shares[a, k]) for k, p in enumerate(PARTS)},
+                 "contribution_share": {p: _f(used[a, k]) for k, p in enumerate(PARTS)},
+                 "top_part": PARTS[int(np.argmax(used[a]))]}
+             for a, n in enumerate(names)}
+    return {
+        "status": "ok", "parts": list(PARTS), "faces": int(len(feats)), "attributes": attrs,
+        "figures": [{"file": figures.plot_part_shares(used, names, list(PARTS), out),
+                     "caption":
+                     "Per attribute (rows), the share of its score that comes from each face "
+                     "part's pooled features (SSP keeps one weight block per part): the mean "
+                     "absolute contribution of the part over the faces scored, normalised per "
+                     "row. Local attributes should draw on their part (Eyeglasses on eyes, "
+                     "Smiling on mouth, hair colours on hair); the weight-norm shares are in "
+                     "report.json."}],
+    }
+
+
+def section_localization_maps(bundle, crops: np.ndarray, names: list[str], weight: np.ndarray,
+                              out: str) -> dict:
+    import torch
+
+    from faceattr_ray.models import Preprocess
+
+    net = bundle.anet
+    device = next(net.parameters()).device
+    take = crops[:LOCALIZATION_FACES]
+    with torch.inference_mode():
+        x = Preprocess.of(bundle).normalize(take, device)
+        maps = net.localization_maps(x, torch.as_tensor(weight, dtype=torch.float32,
+                                                        device=device))
+        maps = maps.mean(0).float().cpu().numpy()
+    background = take.astype(np.float64).mean(0).round().astype(np.uint8)
+    peaks = analysis.attribute_map_peaks(maps)
+    attrs = {n: {"peak_row": round(r, 4), "peak_col": round(c, 4)}
+             for n, (r, c) in zip(names, peaks, strict=True)}
+    file = figures.plot_attribute_regions(maps, background, names, out,
+                                          file_name="localization_maps.png")
+    return {
+        "status": "ok", "faces": int(len(take)), "map_size": list(maps.shape[1:]),
+        "attributes": attrs,
+        "figures": [{"file": file, "caption":
+                     f"Each attribute's score split over the positions of the last block "
+                     f"({maps.shape[1]}x{maps.shape[2]}; exact: a map sums to the score minus "
+                     f"its bias), averaged over {len(take)} face crops and shown over their "
+                     "mean. Trained from image-level labels only; red is where the attribute's "
+                     "evidence is strongest."}],
+    }
+
