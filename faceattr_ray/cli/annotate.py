@@ -14,7 +14,7 @@ def run(args) -> int:
         features=args.features, all_faces=args.all_faces, localizer=args.localizer,
         batch_size=args.batch_size, num_gpus=args.num_gpus, actors=args.actors,
         decode_cpus=args.decode_cpus, max_pixels=args.max_pixels, resume=args.resume,
-        stages=args.stages))
+        stages=args.stages, limit=args.limit, precision=args.precision))
 
 
 def run_extract_features(args) -> int:
