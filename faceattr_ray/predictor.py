@@ -96,7 +96,9 @@ class Predictor:
         # in; on a CPU it is a measured choice (bench/annotate.py), off by default.
         if channels_last if channels_last is not None else self.device.type == "cuda":
             for net in self.networks():
-                net.to(memory_format=torch.channels_last)
+                for param in net.parameters():  # convolution kernels only (rank 4)
+                    if param.dim() == 4:
+                        param.data = param.data.contiguous(memory_format=torch.channels_last)
 
     def networks(self) -> list[torch.nn.Module]:
         """The CNNs this predictor runs (LNets, ANet), on its device."""
