@@ -314,11 +314,12 @@ class AnnotateOptions:
                 raise DataError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
+def _actor_resources(opts: AnnotateOptions, reserved: float = 0.0) -> tuple[int, float, float]:
     """(actors, GPUs per actor, CPUs per actor) of one pool, from the options and the cluster.
 
     With split pools each pool gets ``actors`` actors and half of what one pool would have, so
-    ``--num-gpus 1 --actors N`` asks for N GPUs in both modes.
+    ``--num-gpus 1 --actors N`` asks for N GPUs in both modes. ``reserved`` CPUs are left to
+    other stages (a streamed manifest's repartition task).
     """
     import ray
 
@@ -336,7 +337,7 @@ def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
     if per_gpu > 0:
         cpus = 1.0 / pools
     else:
-        cpus = max(0.5, (total.get("CPU", 1.0) - opts.decode_cpus) / (actors * pools))
+        cpus = max(0.5, (total.get("CPU", 1.0) - opts.decode_cpus - reserved) / (actors * pools))
     return actors, per_gpu / pools, cpus
 
 
@@ -467,8 +468,10 @@ def _annotate_dataset(ds, plan: AnnotatePlan) -> None:
     """paths -> decode tasks -> the model actor pool(s) -> Parquet files in OUTPUT."""
     import ray
 
+    from faceattr_ray.pipeline.manifest import REPARTITION_CPUS
+
     opts = plan.opts
-    actors, gpus, cpus = _actor_resources(opts)
+    actors, gpus, cpus = _actor_resources(opts, REPARTITION_CPUS if plan.pending is None else 0)
     ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
                         batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
     model_path = os.path.abspath(plan.model) if "://" not in plan.model else plan.model

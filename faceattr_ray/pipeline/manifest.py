@@ -16,12 +16,21 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from faceattr_ray.data.sources import manifest_entries
+from faceattr_ray.errors import DataError
+
+# Ray Data's streaming repartition runs as tasks of 1 CPU (not settable in Ray 2.60): on CPUs the
+# model actors leave it this much, or on a small machine it waits for them forever.
+REPARTITION_CPUS = 1.0
 
 
 def check_manifest(manifest: str) -> int:
     """The manifest's entry count, read as a stream; `DataError` (one line, naming the file and
-    the line) for a missing column, an empty entry or text that is not UTF-8."""
-    return sum(len(batch) for batch in manifest_entries(manifest))
+    the line) for a missing column, an empty entry, text that is not UTF-8 or a file that cannot
+    be read."""
+    try:
+        return sum(len(batch) for batch in manifest_entries(manifest))
+    except OSError as e:
+        raise DataError(f"{manifest}: cannot read the manifest: {e.strerror or e}") from None
 
 
 def pending_entries(manifest: str, done_files: list[str], rows: int,
