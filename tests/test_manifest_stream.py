@@ -92,3 +92,23 @@ def test_limit_then_rerun_finishes_a_streamed_manifest_exactly(local_ray, model,
     assert sorted(by_path(out)) == paths  # every input once: no duplicates, no gaps
     third = annotate([manifest], model, out, AnnotateOptions(batch_size=2))
     assert third["processed"] == 0 and third["images"] == len(paths)
+
+
+def test_the_stream_keeps_order_drops_repeats_and_done_paths_and_stops_at_the_limit(tmp_path):
+    """`pending_entries`, what the read task runs, without Ray."""
+    from faceattr_ray.pipeline.manifest import check_manifest, pending_entries
+
+    names = [f"img{i:03d}.jpg" for i in range(50)]
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("\n".join([*names, names[3], "# note", "", names[7]]) + "\n")
+    assert check_manifest(str(manifest)) == 52  # entries, repeats included
+    full = [str(tmp_path / n) for n in names]
+    done = tmp_path / "done.parquet"
+    pq.write_table(pa.table({"path": full[:5] + full[10:12]}), done)
+    tables = list(pending_entries(str(manifest), [str(done)], rows=8))
+    got = [p for t in tables for p in t["path"].to_pylist()]
+    assert got == full[5:10] + full[12:]  # in order, each once, done ones skipped
+    assert max(t.num_rows for t in tables) <= 8
+    limited = [p for t in pending_entries(str(manifest), [str(done)], rows=8, limit=6)
+               for p in t["path"].to_pylist()]
+    assert limited == got[:6]
