@@ -300,8 +300,12 @@ def main() -> None:
               f"{f'{preset} preset (random weights)' if args.model is None else model}")
 
         gflops = machine_gflops(device)
+        print(f"machine: {gflops:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
         twelve = [u for u in unique if f"{sizes[2][0]}x{sizes[2][1]}" in u]
         decode = decode_speedup(twelve)
+        print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
+              f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
+              f"{decode['draft_ms']} ms: {decode['speedup']}x", flush=True)
         images = decode_work(unique)
         variants = {}
         flops = None
@@ -312,9 +316,12 @@ def main() -> None:
             predictor = Predictor(load_bundle(model, device=device), device, "lnet", **kw)
             if flops is None:
                 flops = cascade_flops(predictor, images)
+                print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)",
+                      flush=True)
             rate = network_rate(predictor, images, batch, max(2 * batch, len(images)), device)
             variants[name] = {"images_per_s": round(rate, 2),
                               "gflops": round(rate * flops / 1e9, 2)}
+            print(f"network loop, {name}: {json.dumps(variants[name])}", flush=True)
         best = max(variants, key=lambda k: variants[k]["images_per_s"])
         if device == "cuda":
             with GpuUtilisation() as util:
@@ -324,6 +331,8 @@ def main() -> None:
             variants["auto precision"]["gpu_utilisation"] = util.mean
         predictor = Predictor(load_bundle(model, device=device), device, "lnet")
         bare = bare_loop(paths, predictor, args.batch_size, device)
+        print(f"bare loop: {bare['whole']:.2f} images/s whole, {bare['steady'] or 0:.2f} steady",
+              flush=True)
         extra = ["--num-gpus", "1"] if device == "cuda" else []
         pipe = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "out"),
                             args.batch_size, *extra)
@@ -341,14 +350,8 @@ def main() -> None:
 
         net = variants[best]["gflops"]
         pipe_whole, pipe_steady = pipe["images_per_s"], pipe["steady_images_per_s"]
-        print(f"machine: {gflops:.1f} GFLOP/s fp32 matmul ({threads} threads)")
-        print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)")
-        for name, v in variants.items():
-            print(f"network loop, {name}: {json.dumps(v)}")
-        print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
-              f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
-              f"{decode['draft_ms']} ms: {decode['speedup']}x")
-        print(f"bare loop: {bare['whole']:.2f} images/s whole, {bare['steady'] or 0:.2f} steady")
+        if device == "cuda":
+            print(f"network loop, auto precision: {json.dumps(variants['auto precision'])}")
         print(f"pipeline:  {pipe_whole:.2f} images/s whole (Ray and actor start-up included), "
               f"{pipe_steady or 0:.2f} steady")
         print(f"split pools (LNets | ANet + heads): {split['images_per_s']:.2f} images/s whole, "
