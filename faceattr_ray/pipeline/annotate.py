@@ -268,8 +268,13 @@ def result_files(output: str) -> list[str]:
 
 def completed_paths(output: str) -> set[str]:
     """Paths already in OUTPUT's Parquet files; files that do not parse are removed."""
+    return paths_in(result_files(output))
+
+
+def paths_in(files: list[str]) -> set[str]:
+    """The paths written in these result files."""
     done: set[str] = set()
-    for path in result_files(output):
+    for path in files:
         fs, inner = _filesystem(path)
         done.update(pq.read_table(inner, columns=["path"], filesystem=fs)["path"].to_pylist())
     return done

@@ -37,14 +37,9 @@ def pending_entries(manifest: str, done_files: list[str], rows: int,
                     limit: int | None = None) -> Iterator[pa.Table]:
     """Tables of up to ``rows`` paths: the manifest's entries in order, each once, without the
     paths written in ``done_files`` (Parquet files of OUTPUT), at most ``limit`` of them."""
-    import pyarrow.parquet as pq
+    from faceattr_ray.pipeline.annotate import paths_in
 
-    from faceattr_ray.pipeline.annotate import _filesystem
-
-    done: set[str] = set()
-    for path in done_files:
-        fs, inner = _filesystem(path)
-        done.update(pq.read_table(inner, columns=["path"], filesystem=fs)["path"].to_pylist())
+    done = paths_in(done_files)
     seen: set[int] = set()
     left = limit
     for batch in manifest_entries(manifest, rows):
