@@ -196,7 +196,22 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
     """`faceattr-ray annotate` in a fresh process (a clean Ray): its summary, its steady-state
-    images/s from its output files' times, and the driver's peak RSS."""
+    images/s from its output files' times, and the driver's peak RSS. Tried twice when Ray
+    itself fails to start (it gives up after 30 s on an overloaded machine)."""
+    for attempt in (1, 2):
+        try:
+            return _run_annotate(inputs, model, out, batch, *extra)
+        except RayStartTimeout:
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"annotate: Ray did not start (attempt {attempt} of 2)", flush=True)
+    sys.exit("annotate failed: Ray did not start twice")
+
+
+class RayStartTimeout(Exception):
+    pass
+
+
+def _run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
     cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", inputs, "--model", model,
            "--output", out, "--batch-size", str(batch), *extra]  # fmt: skip
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
@@ -213,6 +228,8 @@ def run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> 
     sampler.start()
     output, _ = proc.communicate()
     sampler.join()
+    if proc.returncode != 0 and "timed out during startup" in output:
+        raise RayStartTimeout
     if proc.returncode != 0:
         sys.exit(f"annotate failed:\n{output[-3000:]}")
     with open(os.path.join(out, "_SUMMARY.json")) as f:
@@ -336,6 +353,8 @@ def main() -> None:
         extra = ["--num-gpus", "1"] if device == "cuda" else []
         pipe = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "out"),
                             args.batch_size, *extra)
+        print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
+              f"{pipe['steady_images_per_s'] or 0:.2f} steady", flush=True)
         split = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "split"),
                              args.batch_size, "--stages", "split", *extra)
         large, small = args.manifest_rows
