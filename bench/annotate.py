@@ -291,7 +291,8 @@ def main() -> None:
                  "(torch.cuda.is_available() is False)")
     preset, sizes = "cpu", _corpus.SIZES
     if args.smoke_test:
-        args.images, args.unique, args.batch_size, args.rss_images = 12, 6, 4, 4
+        # batch 2: blocks of 8 paths, so the 12 images land in 2 files and steady state shows
+        args.images, args.unique, args.batch_size, args.rss_images = 12, 6, 2, 4
         args.manifest_rows, preset = (10_000, 1_000), "tiny"
         sizes = ((64, 48), (160, 120), (400, 300))
 
