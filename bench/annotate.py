@@ -1,15 +1,25 @@
-"""Annotate throughput: the Ray pipeline vs a bare single-process loop, and peak memory.
+"""Annotate at the machine's limit: networks vs the machine's matmul rate, the Ray pipeline vs
+a bare loop (whole run and steady state), draft decoding, and a streamed manifest's driver RSS.
 
-Both run the same `Predictor` over the same generated images, side by side in one run, so the
-ratio measures Ray's overhead (and its decode/model overlap) and nothing else. The pipeline runs
-twice on the small input, with one actor pool holding every network (`--stages one`) and with
-LNets and ANet in separate pools (`--stages split`), to choose the default. Peak memory is the
-resident set of the whole process tree (driver + raylet + workers), sampled every 0.2 s from
-/proc (Linux), for a small and a large input: flat means streaming works.
+All in one run, side by side, on a mixed corpus of real-sized photos made on the fly
+(`bench/_corpus.py`: 640x480, 1600x1200 and 4000x3000 JPEGs, some PNG, some EXIF-rotated, some
+with no one):
 
-    python bench/annotate.py                      # 2,000 vs 10,000 images (about 10 minutes)
-    python bench/annotate.py --small 200 --large 1000 --bare 200    # quick look
-    python bench/annotate.py --smoke-test         # 8 small images, the tiny preset
+- machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use);
+- FLOPs per image of the cascade on the corpus (torch's FlopCounterMode, as bench/flops.py);
+- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last,
+  threads, batch size); its GFLOP/s over the machine's = network_flop_efficiency;
+- bare loop: decode + predict, no Ray; the pipeline (`faceattr-ray annotate`, a fresh Ray;
+  one actor pool, and split pools for comparison), each as a whole run and at steady state (images/s after the first batch: the bare loop's
+  batch times; the pipeline's output files' times);
+- decode of the 12 MP JPEGs: a full decode shrunk to the working size vs `decode_reduced`;
+- driver peak RSS (VmHWM of the annotate process alone) over a streamed 1,000,000-row and a
+  100,000-row Parquet manifest, stopping after --rss-images images.
+
+    python bench/annotate.py                      # the figures (about 10 minutes on 2 idle cores)
+    python bench/annotate.py --model faceattr_ray/bundled/celeba-mini-wild   # the bundled model
+    python bench/annotate.py --device cuda        # on a GPU node: images/s and GPU utilisation
+    python bench/annotate.py --smoke-test         # small images, the tiny preset: plumbing only
 """
 
 from __future__ import annotations
@@ -24,44 +34,56 @@ import tempfile
 import threading
 import time
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+import _corpus
 
 
-def tree_rss_mb(root_pid: int) -> float:
-    """Resident memory of ``root_pid`` and all its descendants, in MiB."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
-        except OSError:
-            pass
-        stack.extend(children.get(pid, []))
-    return total / 2**20
+def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048) -> float:
+    """fp32 matrix-product rate of this machine (torch's current thread count)."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    done, start = 0, None
+    for i in range(10**6):
+        if i == 2:  # two warm-up products
+            _sync(device)
+            start, done = time.perf_counter(), 0
+        a @ b
+        done += 1
+        if start is not None and time.perf_counter() - start > seconds:
+            break
+    _sync(device)
+    return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
 
 
-class PeakSampler:
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class GpuUtilisation:
+    """Mean GPU utilisation (percent, nvidia-smi's) sampled every 0.2 s while in the block."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
+        import torch
+
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            try:
+                self.samples.append(float(torch.cuda.utilization()))
+            except Exception:  # no pynvml: ask nvidia-smi
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu",
+                                      "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True).stdout.split()
+                self.samples.extend(float(v) for v in out[:1])
             time.sleep(0.2)
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self) -> GpuUtilisation:
         self._thread.start()
         return self
 
@@ -69,77 +91,213 @@ class PeakSampler:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
 
-def run_pipeline(images_dir: str, model: str, out: str, batch_size: int,
-                 stages: str = "one") -> tuple[float, float]:
-    """Run annotate in a fresh process (a clean Ray each time); returns (images/s, peak MiB)."""
-    cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", images_dir, "--model", model,
-           "--output", out, "--batch-size", str(batch_size), "--stages", stages]  # fmt: skip
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def decode_work(paths: list[str]) -> list:
+    from faceattr_ray.pipeline.annotate import batch_images, decode_batch
+
+    batch = decode_batch({"path": paths}, None)
+    return batch_images(batch, [k for k, s in enumerate(batch["status"]) if s == "ok"])
+
+
+def decode_speedup(paths: list[str], rounds: int = 3) -> dict:
+    """Full decode shrunk to the working size (annotate before draft mode) vs `decode_reduced`
+    on the same files, alternated; best of ``rounds`` each."""
+    import numpy as np
+    from PIL import Image
+
+    from faceattr_ray.data.decode import decode_image, decode_reduced
+    from faceattr_ray.pipeline.annotate import WORK_MAX_SIDE, WORK_MIN_SIDE
+
+    blobs = []
+    for p in paths:
+        with open(p, "rb") as f:
+            blobs.append(f.read())
+
+    def full(data: bytes) -> np.ndarray:
+        image = decode_image(data)
+        h, w = image.shape[:2]
+        s = min(1.0, WORK_MAX_SIDE / max(h, w))
+        return np.asarray(Image.fromarray(image).resize((round(w * s), round(h * s)),
+                                                        Image.Resampling.BILINEAR))
+
+    times = {"full": [], "draft": []}
+    for _ in range(rounds):
+        for name, fn in (("full", full),
+                         ("draft", lambda d: decode_reduced(d, WORK_MAX_SIDE, WORK_MIN_SIDE))):
+            start = time.perf_counter()
+            for data in blobs:
+                fn(data)
+            times[name].append((time.perf_counter() - start) / len(blobs))
+    full_ms, draft_ms = min(times["full"]) * 1e3, min(times["draft"]) * 1e3
+    return {"full_ms": round(full_ms, 1), "draft_ms": round(draft_ms, 1),
+            "speedup": round(full_ms / draft_ms, 2),
+            "mean_mb": round(sum(map(len, blobs)) / len(blobs) / 2**20, 2)}
+
+
+# --- the networks and the bare loop -----------------------------------------------------------
+
+
+def cascade_flops(predictor, images: list) -> float:
+    """Mean FLOPs per image of `Predictor.predict` on these images (convolutions, matmuls)."""
+    from faceattr_ray.models.flops import count_flops
+
+    return count_flops(predictor.predict, images) / len(images)
+
+
+def network_rate(predictor, images: list, batch: int, count: int, device: str) -> float:
+    """images/s of `Predictor.predict` alone on decoded images, after one warm-up batch."""
+    predictor.predict(images[:batch])
+    _sync(device)
+    start, done = time.perf_counter(), 0
+    while done < count:
+        chunk = [images[(done + i) % len(images)] for i in range(batch)]
+        predictor.predict(chunk)
+        done += batch
+    _sync(device)
+    return done / (time.perf_counter() - start)
+
+
+def bare_loop(paths: list[str], predictor, batch: int, device: str) -> dict:
+    """Decode + predict in one plain loop, no Ray: images/s whole and after the first batch."""
+    start = time.perf_counter()
+    first = None
+    for i in range(0, len(paths), batch):
+        predictor.predict(decode_work(paths[i : i + batch]))
+        _sync(device)
+        if first is None:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    rest = len(paths) - min(batch, len(paths))
+    return {"whole": len(paths) / (end - start),
+            "steady": rest / (end - first) if rest and end > first else None}
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (the kernel's peak resident set) of one process, in MiB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
+    """`faceattr-ray annotate` in a fresh process (a clean Ray): its summary, its steady-state
+    images/s from its output files' times, and the driver's peak RSS. Tried twice when Ray
+    itself fails to start (it gives up after 30 s on an overloaded machine)."""
+    for attempt in (1, 2):
+        try:
+            return _run_annotate(inputs, model, out, batch, *extra)
+        except RayStartTimeout:
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"annotate: Ray did not start (attempt {attempt} of 2)", flush=True)
+    sys.exit("annotate failed: Ray did not start twice")
+
+
+class RayStartTimeout(Exception):
+    pass
+
+
+def _run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
+    cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", inputs, "--model", model,
+           "--output", out, "--batch-size", str(batch), *extra]  # fmt: skip
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
-    with PeakSampler(proc.pid) as sampler:
-        output, _ = proc.communicate()
+    peak = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], peak_rss_mb(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0 and "timed out during startup" in output:
+        raise RayStartTimeout
     if proc.returncode != 0:
         sys.exit(f"annotate failed:\n{output[-3000:]}")
     with open(os.path.join(out, "_SUMMARY.json")) as f:
         summary = json.load(f)
-    return summary["images_per_s"], sampler.peak
+    summary["steady_images_per_s"] = steady_rate(out)
+    summary["driver_peak_rss_mb"] = round(peak[0], 1)
+    return summary
 
 
-def run_bare_loop(paths: list[str], model: str, batch_size: int) -> float:
-    """The same decode and Predictor in one plain loop, no Ray; returns images/s."""
-    import torch
+def steady_rate(out: str) -> float | None:
+    """images/s between the first output file and the last (files are written as batches
+    leave the actors), the first file's images left out."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.pipeline.annotate import batch_images, decode_batch
-    from faceattr_ray.predictor import Predictor
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    predictor = Predictor(load_bundle(model), localizer="lnet")
-    start = time.time()
-    for i in range(0, len(paths), batch_size):
-        batch = decode_batch({"path": paths[i : i + batch_size]}, None)
-        ok = [k for k, s in enumerate(batch["status"]) if s == "ok"]
-        predictor.predict(batch_images(batch, ok))
-    return len(paths) / (time.time() - start)
+    files = sorted((os.path.getmtime(os.path.join(out, f)), os.path.join(out, f))
+                   for f in os.listdir(out) if f.endswith(".parquet"))
+    if len(files) < 2 or files[-1][0] <= files[0][0]:
+        return None
+    images = [pc.count_distinct(pq.read_table(p, columns=["path"])["path"]).as_py()
+              for _, p in files]
+    return sum(images[1:]) / (files[-1][0] - files[0][0])
 
 
-def make_unique_images(out: str, count: int, size: tuple[int, int]) -> list[str]:
-    from faceattr_ray.data.synthetic import write_wild
+def write_manifest(path: str, rows: int, real: list[str]) -> None:
+    """A Parquet manifest of ``rows`` distinct entries: the ``real`` files first, then names
+    that are never reached (the run stops after len(real) images)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    write_wild(out, count=count, size=size, seed=0)
-    img_dir = os.path.join(out, "img_celeba")
-    return sorted(os.path.join(img_dir, f) for f in os.listdir(img_dir))
+    fake = (f"/nonexistent/never-read/{i:08d}.jpg" for i in range(len(real), rows))
+    pq.write_table(pa.table({"path": pa.array([*real, *fake], pa.string())}), path,
+                   row_group_size=65536)
 
 
-def link_images(out: str, unique: list[str], count: int) -> str:
-    """``count`` files named apart, content cycling through ``unique`` (hard links: no copies)."""
-    os.makedirs(out, exist_ok=True)
-    for i in range(count):
-        os.link(unique[i % len(unique)], os.path.join(out, f"{i:07d}.jpg"))
-    return out
+# --- main -------------------------------------------------------------------------------------
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", type=int, default=2000)
-    p.add_argument("--large", type=int, default=10000)
-    p.add_argument("--bare", type=int, default=None, help="images for the ratio (default: small)")
+    p.add_argument("--images", type=int, default=240, help="corpus size of the loops and runs")
+    p.add_argument("--unique", type=int, default=24,
+                   help="distinct generated photos; the corpus hard-links them under new names")
     p.add_argument("--model", default=None, help="bundle (default: the 'cpu' preset, random)")
-    p.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--unique", type=int, default=500,
-                   help="distinct generated images; larger inputs hard-link them under new names")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--manifest-rows", type=int, nargs=2, default=(1_000_000, 100_000),
+                   metavar=("LARGE", "SMALL"))
+    p.add_argument("--rss-images", type=int, default=64,
+                   help="images annotated from each manifest before it stops (--limit)")
     p.add_argument("--smoke-test", action="store_true",
-                   help="8 small images, the tiny preset: the plumbing, not the figures")
+                   help="small images, the tiny preset: the plumbing, not the figures")
     args = p.parse_args()
-    preset = "cpu"
-    if args.smoke_test:
-        args.small, args.large, args.bare, args.unique = 8, 8, 8, 8
-        args.size, args.batch_size, preset = (96, 80), 4, "tiny"
 
-    from faceattr_ray.bundle import save_bundle
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench/annotate.py: --device cuda: no CUDA GPU here "
+                 "(torch.cuda.is_available() is False)")
+    preset, sizes = "cpu", _corpus.SIZES
+    if args.smoke_test:
+        # batch 2: blocks of 8 paths, so the 12 images land in 2 files and steady state shows
+        args.images, args.unique, args.batch_size, args.rss_images = 12, 6, 2, 4
+        args.manifest_rows, preset = (10_000, 1_000), "tiny"
+        sizes = ((64, 48), (160, 120), (400, 300))
+
+    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.predictor import Predictor
     from faceattr_ray.presets import build_bundle
 
     work = tempfile.mkdtemp(prefix="bench-annotate-")
@@ -148,42 +306,105 @@ def main() -> None:
         if model is None:
             model = os.path.join(work, "model")
             save_bundle(model, build_bundle(preset, seed=0))
-        unique = make_unique_images(os.path.join(work, "unique"), args.unique, tuple(args.size))
-        dirs = {n: link_images(os.path.join(work, f"images-{n}"), unique, n)
-                for n in sorted({args.small, args.large})}  # fmt: skip
-        n_bare = args.bare or args.small
-        bare_paths = sorted(os.path.join(dirs[args.small], f)
-                            for f in os.listdir(dirs[args.small]))[:n_bare]  # fmt: skip
-        print(f"setting: {os.cpu_count()} CPUs, images {args.size[0]}x{args.size[1]} generated, "
-              f"batch {args.batch_size}, model "
-              f"{f'{preset} preset' if args.model is None else model}")
-        # Side by side: bare loop, then the pipeline on the same images, then the large run.
-        bare = run_bare_loop(bare_paths, model, args.batch_size)
-        pipe, peak_small = run_pipeline(dirs[args.small], model, os.path.join(work, "out-s"),
-                                        args.batch_size)  # fmt: skip
-        split, _ = run_pipeline(dirs[args.small], model, os.path.join(work, "out-split"),
-                                args.batch_size, stages="split")  # fmt: skip
-        if args.large == args.small:  # one size asked for: the small run is the large one
-            pipe_large, peak_large = pipe, peak_small
-        else:
-            pipe_large, peak_large = run_pipeline(dirs[args.large], model,
-                                                  os.path.join(work, "out-l"), args.batch_size)
-        print(f"bare loop: {bare:.1f} images/s over {n_bare} images")
-        print(f"pipeline:  {pipe:.1f} images/s over {args.small} images, {pipe_large:.1f} over "
-              f"{args.large} (each includes actor start-up and model loading)")
-        print(f"split pools (LNets | ANet + heads): {split:.1f} images/s over {args.small} "
-              f"images, {split / pipe:.2f}x the one-pool pipeline")
-        print(f"peak RSS:  {peak_small:.0f} MiB for {args.small}, {peak_large:.0f} MiB for "
-              f"{args.large} images (driver + Ray processes)")
-        # The ratio uses the large run, where start-up is a small part of the time.
-        print(json.dumps({
-            "images": args.large, "pipeline_images_per_s": round(pipe_large, 2),
-            "bare_loop_images_per_s": round(bare, 2), "ratio": round(pipe_large / bare, 3),
-            "pipeline_images_per_s_small": round(pipe, 2),
-            "split_pools_images_per_s_small": round(split, 2),
-            "split_over_one_pool": round(split / pipe, 3),
-            "peak_rss_mb_small": round(peak_small), "peak_rss_mb_large": round(peak_large),
-        }))  # fmt: skip
+        unique = _corpus.make_mixed_corpus(os.path.join(work, "unique"), args.unique,
+                                           sizes=sizes)
+        paths = _corpus.link_images(os.path.join(work, "images"), unique, args.images)
+        threads = torch.get_num_threads()
+        device = args.device
+        print(f"setting: {os.cpu_count()} CPUs, torch {threads} threads, device {device}, "
+              f"{args.images} images cycling {args.unique} generated photos "
+              f"({', '.join(f'{w}x{h}' for w, h in sizes)}; PNG, EXIF-rotated, no-face ones "
+              f"among them), batch {args.batch_size}, model "
+              f"{f'{preset} preset (random weights)' if args.model is None else model}")
+
+        gflops = machine_gflops(device)
+        print(f"machine: {gflops:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
+        twelve = [u for u in unique if f"{sizes[2][0]}x{sizes[2][1]}" in u]
+        decode = decode_speedup(twelve)
+        print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
+              f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
+              f"{decode['draft_ms']} ms: {decode['speedup']}x", flush=True)
+        images = decode_work(unique)
+        variants = {}
+        flops = None
+        for name, kw, batch in (("fp32", {}, args.batch_size),
+                                ("fp32 channels-last", {"channels_last": True}, args.batch_size),
+                                ("fp32 batch 8", {}, 8)):
+            # A fresh bundle each: channels-last converts the networks in place.
+            predictor = Predictor(load_bundle(model, device=device), device, "lnet", **kw)
+            if flops is None:
+                flops = cascade_flops(predictor, images)
+                print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)",
+                      flush=True)
+            rate = network_rate(predictor, images, batch, max(2 * batch, len(images)), device)
+            variants[name] = {"images_per_s": round(rate, 2),
+                              "gflops": round(rate * flops / 1e9, 2)}
+            print(f"network loop, {name}: {json.dumps(variants[name])}", flush=True)
+        best = max(variants, key=lambda k: variants[k]["images_per_s"])
+        if device == "cuda":
+            with GpuUtilisation() as util:
+                variants["auto precision"] = {"images_per_s": round(network_rate(
+                    Predictor(load_bundle(model, device=device), device, "lnet"), images,
+                    args.batch_size, 4 * args.batch_size, device), 2)}
+            variants["auto precision"]["gpu_utilisation"] = util.mean
+        predictor = Predictor(load_bundle(model, device=device), device, "lnet")
+        bare = bare_loop(paths, predictor, args.batch_size, device)
+        print(f"bare loop: {bare['whole']:.2f} images/s whole, {bare['steady'] or 0:.2f} steady",
+              flush=True)
+        extra = ["--num-gpus", "1"] if device == "cuda" else []
+        pipe = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "out"),
+                            args.batch_size, *extra)
+        print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
+              f"{pipe['steady_images_per_s'] or 0:.2f} steady", flush=True)
+        split = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "split"),
+                             args.batch_size, "--stages", "split", *extra)
+        large, small = args.manifest_rows
+        rss = {}
+        for rows in (large, small):
+            manifest = os.path.join(work, f"manifest-{rows}.parquet")
+            write_manifest(manifest, rows, paths[: args.rss_images])
+            run = run_annotate(manifest, model, os.path.join(work, f"out-{rows}"),
+                               args.batch_size, "--limit", str(args.rss_images), *extra)
+            assert run["images"] == args.rss_images, run
+            rss[rows] = run["driver_peak_rss_mb"]
+
+        net = variants[best]["gflops"]
+        pipe_whole, pipe_steady = pipe["images_per_s"], pipe["steady_images_per_s"]
+        if device == "cuda":
+            print(f"network loop, auto precision: {json.dumps(variants['auto precision'])}")
+        print(f"pipeline:  {pipe_whole:.2f} images/s whole (Ray and actor start-up included), "
+              f"{pipe_steady or 0:.2f} steady")
+        print(f"split pools (LNets | ANet + heads): {split['images_per_s']:.2f} images/s whole, "
+              f"{split['images_per_s'] / pipe_whole:.2f}x the one-pool pipeline")
+        print(f"driver peak RSS, streamed manifest: {rss[large]:.0f} MiB for {large:,} rows, "
+              f"{rss[small]:.0f} MiB for {small:,} rows (stopping after {args.rss_images})")
+        result = {
+            "machine_gflops": round(gflops, 2),
+            "cascade_gflops_per_image": round(flops / 1e9, 4),
+            "network_setting": best,
+            "network_images_per_s": variants[best]["images_per_s"],
+            "network_gflops": net,
+            "network_flop_efficiency": round(net / gflops, 3),
+            "bare_images_per_s": round(bare["whole"], 2),
+            "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
+            "pipeline_images_per_s": pipe_whole,
+            "pipeline_steady_images_per_s": round(pipe_steady or 0, 2),
+            "pipeline_flop_efficiency": round((pipe_steady or 0) * flops / 1e9 / gflops, 3),
+            "whole_run_ratio": round(pipe_whole / bare["whole"], 3),
+            "split_pools_images_per_s": split["images_per_s"],
+            "split_over_one_pool": round(split["images_per_s"] / pipe_whole, 3),
+            "steady_ratio": round((pipe_steady or 0) / bare["steady"], 3) if bare["steady"]
+            else None,
+            "decode_12mp_speedup": decode["speedup"],
+            "decode_12mp_ms": [decode["full_ms"], decode["draft_ms"]],
+            "driver_rss_mb": [rss[large], rss[small]],
+            "driver_rss_1m_over_100k": round(rss[large] / rss[small], 3),
+            "device": device, "images": args.images, "threads": threads,
+        }  # fmt: skip
+        if device == "cuda":
+            result["gpu_utilisation"] = variants["auto precision"]["gpu_utilisation"]
+            result["gpu_auto_precision_images_per_s"] = variants["auto precision"]["images_per_s"]
+        print(json.dumps(result))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

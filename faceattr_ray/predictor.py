@@ -28,6 +28,11 @@ from faceattr_ray.localizers import (
 from faceattr_ray.models import Preprocess
 from faceattr_ray.runtime import pick_device
 
+# The networks' arithmetic: "auto" is mixed precision on a GPU (bfloat16 where the GPU has it,
+# else float16) and float32 on a CPU; the others force one (bf16 on a CPU: the CPU test of the
+# GPU path, `tests/test_precision.py`).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+
 
 @dataclass
 class Face:
@@ -62,7 +67,11 @@ class Predictor:
         with_features: bool = False,
         parts: str = "all",
         flip: bool | None = None,
+        precision: str = "auto",
+        channels_last: bool | None = None,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         if localizer not in LOCALIZERS:
             raise ValueError(f"localizer must be one of {LOCALIZERS}, not {localizer!r}")
         if parts not in ("all", "localize", "describe"):
@@ -87,6 +96,19 @@ class Predictor:
             LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
             self._head_w = torch.as_tensor(weight, device=self.device)
             self._head_b = torch.as_tensor(bias, device=self.device)
+        self.amp_dtype = amp_dtype(precision, self.device)
+        # Channels-last (NHWC) is the layout GPU convolutions (cuDNN, tensor cores) run fastest
+        # in; on a CPU it is a measured choice (bench/annotate.py), off by default.
+        if channels_last if channels_last is not None else self.device.type == "cuda":
+            for net in self.networks():
+                for param in net.parameters():  # convolution kernels only (rank 4)
+                    if param.dim() == 4:
+                        param.data = param.data.contiguous(memory_format=torch.channels_last)
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The CNNs this predictor runs (LNets, ANet), on its device."""
+        nets = [getattr(self.localizer, n, None) for n in ("lnet_o", "lnet_s")] + [self.anet]
+        return [n for n in nets if isinstance(n, torch.nn.Module)]
 
     def _make_localizer(self, localizer: str, all_faces: bool):
         bundle = self.bundle
@@ -97,20 +119,22 @@ class Predictor:
         return FullImageLocalizer()
 
     def _autocast(self):
-        # Mixed precision only on GPU: on CPU plain float32 is both faster and exact.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        """Every image's faces. ANet and the heads run once over the face crops of all the
+        images together (one batch across images)."""
         detections = self.localize(images)
         scores, features = self.describe(self.face_crops(images, detections))
         return assemble_results([im.shape for im in images], detections, scores, features)
 
     def localize(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Faces of each image (boxes in its pixels), dominant first."""
-        return self.localizer.localize(images)
+        with self._autocast():
+            return self.localizer.localize(images)
 
     def face_crops(self, images: list[np.ndarray],
                    detections: list[list[Detection]]) -> np.ndarray:
@@ -159,6 +183,15 @@ class Predictor:
         """Attribute scores averaged over patches: the bundle's SVM heads, else ANet's own
         attribute layer (`Bundle.head_arrays`)."""
         return linear_scores(feats, self._head_w, self._head_b)
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` (`PRECISIONS`) on ``device``; None: float32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def assemble_results(

@@ -78,6 +78,7 @@ def test_output_that_is_a_file_is_refused(model, photos, tmp_path, capsys, no_ra
 @pytest.mark.parametrize("flag,value", [
     ("--actors", "-1"), ("--actors", "0"), ("--batch-size", "0"), ("--num-gpus", "-1"),
     ("--decode-cpus", "0"), ("--max-pixels", "0"), ("--num-cpus", "0"), ("--batch-size", "x"),
+    ("--limit", "0"), ("--limit", "-3"), ("--precision", "fp8"),
 ])
 def test_every_numeric_flag_out_of_range_is_a_one_line_error(model, photos, tmp_path, capsys,
                                                              no_ray, flag, value):
@@ -103,6 +104,14 @@ def test_missing_inputs_and_bad_models_are_found_before_ray(model, photos, tmp_p
     assert main(["annotate", photos, "--model", str(tmp_path / "anet_only"),
                  "--output", out]) == 2
     assert "no LNets" in _one_line_error(capsys)
+    # A streamed manifest is checked before Ray too, in one pass: an empty entry names its line.
+    (tmp_path / "list.csv").write_text(f"path\n{photos}/a.jpg\n\"\"\n")
+    assert main(["annotate", str(tmp_path / "list.csv"), "--model", model, "--output", out]) == 2
+    assert "list.csv:3: empty path" in _one_line_error(capsys)
+    (tmp_path / "list.parquet").write_bytes(b"PAR1 not really")
+    assert main(["annotate", str(tmp_path / "list.parquet"), "--model", model,
+                 "--output", out]) == 2
+    assert "not a readable Parquet file" in _one_line_error(capsys)
     assert main(["extract-features", photos, "--model", model, "--output", photos]) == 2
     assert "not annotate results" in _one_line_error(capsys)
     assert not os.path.exists(out)
@@ -113,7 +122,8 @@ def test_library_options_are_checked_too():
     from faceattr_ray.pipeline.annotate import AnnotateOptions
 
     for bad in ({"actors": -1}, {"batch_size": 0}, {"num_gpus": -0.5}, {"decode_cpus": 0},
-                {"stages": "three"}, {"localizer": "eyes"}):
+                {"stages": "three"}, {"localizer": "eyes"}, {"limit": 0},
+                {"precision": "int8"}):
         with pytest.raises(DataError, match="--"):
             AnnotateOptions(**bad).check()
     AnnotateOptions(actors=2, num_gpus=0.5).check()

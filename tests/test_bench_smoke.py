@@ -12,7 +12,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "bench")) if f.endswith(".py"))
+# Helpers that bench scripts import start with "_" (bench/_corpus.py) and are not scripts.
+SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "bench"))
+                 if f.endswith(".py") and not f.startswith("_"))
 
 
 def _smoke(script: str, *args: str) -> list[str]:
@@ -68,8 +70,24 @@ def test_celeba_recipe():
 @pytest.mark.slow
 def test_annotate():
     result = json.loads(_smoke("annotate.py")[-1])
-    assert result["pipeline_images_per_s"] > 0 and result["bare_loop_images_per_s"] > 0
-    assert result["split_pools_images_per_s_small"] > 0 and result["peak_rss_mb_small"] > 0
+    keys = ("network_flop_efficiency", "pipeline_flop_efficiency", "steady_ratio",
+            "whole_run_ratio", "decode_12mp_speedup", "driver_rss_1m_over_100k", "machine_gflops")
+    assert all(result[k] is not None and result[k] > 0 for k in keys), result
+    assert result["pipeline_images_per_s"] > 0 and result["bare_images_per_s"] > 0
+    assert result["split_pools_images_per_s"] > 0 and min(result["driver_rss_mb"]) > 0
+
+
+def test_annotate_cuda_without_a_gpu_is_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the bench would run")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "annotate.py"),
+                           "--device", "cuda"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "bench/annotate.py: --device cuda: no CUDA GPU here (torch.cuda.is_available() is False)"]
 
 
 @pytest.mark.slow

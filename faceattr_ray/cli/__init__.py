@@ -129,6 +129,11 @@ def _add_annotate(sub) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="add a float ATTR_probability column: calibrated P(present) (the "
                         "bundle's Platt fit; see calibrate-points)")
+    p.add_argument("--limit", type=COUNT, default=None,
+                   help="annotate at most this many of the inputs not yet in OUTPUT")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="the networks' arithmetic: auto = mixed precision on a GPU (bf16 where "
+                        "supported, else fp16), fp32 on CPUs")
     _ray_args(p)
 
 

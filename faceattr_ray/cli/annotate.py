@@ -15,7 +15,7 @@ def run(args) -> int:
         batch_size=args.batch_size, num_gpus=args.num_gpus, actors=args.actors,
         decode_cpus=args.decode_cpus, max_pixels=args.max_pixels, resume=args.resume,
         stages=args.stages, operating_point=args.operating_point,
-        probabilities=args.probabilities))
+        probabilities=args.probabilities, limit=args.limit, precision=args.precision))
 
 
 def run_extract_features(args) -> int:

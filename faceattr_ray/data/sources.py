@@ -13,6 +13,8 @@ import fnmatch
 import glob
 import io
 import os
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from faceattr_ray.errors import DataError
 
@@ -94,11 +96,8 @@ def _expand_local(item: str) -> list[str]:
     if os.path.isdir(path):
         return _walk_local(path)
     if os.path.isfile(path):
-        if path.lower().endswith(MANIFEST_EXTENSIONS):
-            base = os.path.dirname(os.path.abspath(path))
-            with open(path, "rb") as f:
-                entries = read_manifest(f.read(), path)
-            return [e if is_uri(e) else os.path.abspath(os.path.join(base, e)) for e in entries]
+        if is_manifest(path):
+            return [e for batch in manifest_entries(path) for e in batch]
         return [os.path.abspath(path)]
     if any(c in path for c in _GLOB_CHARS):
         found: list[str] = []
@@ -125,56 +124,123 @@ def _walk_local(root: str) -> list[str]:
 # --- manifests -----------------------------------------------------------------------------
 
 
+def is_manifest(path: str) -> bool:
+    return path.lower().endswith(MANIFEST_EXTENSIONS)
+
+
+def manifest_entries(manifest: str, batch_rows: int = 4096) -> Iterator[list[str]]:
+    """The entries of a manifest file (local or URI), ``batch_rows`` at a time, as inputs:
+    relative entries made relative to the manifest. A stream: a manifest of millions of rows is
+    never held whole (the annotate job reads one this way inside a Ray task)."""
+    if is_uri(manifest):
+        scheme = manifest.split("://", 1)[0]
+        folder = manifest.rsplit("/", 1)[0]
+
+        def resolve(e: str) -> str:
+            if is_uri(e) or (scheme == "file" and e.startswith("/")):
+                return e
+            return f"{folder}/{e}"
+
+        fs, inner = _filesystem(manifest)
+        opened = fs.open_input_file(inner)
+    else:
+        base = os.path.dirname(os.path.abspath(manifest))
+
+        def resolve(e: str) -> str:
+            return e if is_uri(e) else os.path.abspath(os.path.join(base, e))
+
+        opened = open(manifest, "rb")  # noqa: SIM115 (closed by the with below, like the URI's)
+    with opened as f:
+        for batch in iter_manifest(f, manifest, batch_rows):
+            yield [resolve(e) for e in batch]
+
+
 def read_manifest(data: bytes, name: str, column: str = "path") -> list[str]:
     """Paths listed in a manifest's bytes; ``name`` (its file name) picks the format."""
+    return [e for batch in iter_manifest(io.BytesIO(data), name, column=column) for e in batch]
+
+
+def iter_manifest(stream: BinaryIO, name: str, batch_rows: int = 4096,
+                  column: str = "path") -> Iterator[list[str]]:
+    """Paths listed in a manifest read from a binary file object (seekable for Parquet),
+    ``batch_rows`` at a time: ``.parquet`` and ``.csv`` by their ``column``, ``.txt`` one path
+    per line (blank lines and '#' comments skipped; inner spaces kept). ``name`` picks the
+    format and names the file in errors; an empty entry is a `DataError` naming its line."""
     lower = name.lower()
     if lower.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            schema = pq.read_schema(pa.BufferReader(data))
-            if column not in schema.names:
-                raise DataError(
-                    f"{name}: no {column!r} column (columns: {', '.join(schema.names)})"
-                )
-            table = pq.read_table(pa.BufferReader(data), columns=[column])
-        except DataError:
-            raise
-        except Exception as e:  # pyarrow raises its own ArrowInvalid etc.
-            raise DataError(f"{name}: not a readable Parquet file: {e}") from None
-        values = table.column(column).to_pylist()
-        return _clean_entries(values, name, line_offset=0)
-    text = _text(data, name)
+        return _parquet_entries(stream, name, batch_rows, column)
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     if lower.endswith(".csv"):
-        rows = csv.reader(io.StringIO(text, newline=""))
-        header = next(rows, None)
-        if not header or column not in [h.strip() for h in header]:
-            raise DataError(f"{name}:1: no {column!r} column in the header {header!r}")
-        idx = [h.strip() for h in header].index(column)
-        values = [row[idx] if len(row) > idx else "" for row in rows if row]
-        return _clean_entries(values, name, line_offset=2)
-    # .txt: one path per line; blank lines and '#' comments skipped; inner spaces preserved.
-    return [
-        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
-    ]
+        return _utf8(_csv_entries(text, name, batch_rows, column), name)
+    return _utf8(_txt_entries(text, batch_rows), name)
 
 
-def _clean_entries(values: list, name: str, line_offset: int) -> list[str]:
+def _parquet_entries(stream, name: str, batch_rows: int, column: str) -> Iterator[list[str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(stream)
+        names = pf.schema_arrow.names
+        if column not in names:
+            raise DataError(f"{name}: no {column!r} column (columns: {', '.join(names)})")
+        batches = pf.iter_batches(batch_size=batch_rows, columns=[column])
+        row = 0
+        for batch in batches:
+            values = batch.column(0).to_pylist()
+            yield _clean_entries(values, name, row, line_numbers=False)
+            row += len(values)
+    except DataError:
+        raise
+    except Exception as e:  # pyarrow raises its own ArrowInvalid etc.
+        raise DataError(f"{name}: not a readable Parquet file: {e}") from None
+
+
+def _csv_entries(text, name: str, batch_rows: int, column: str) -> Iterator[list[str]]:
+    rows = csv.reader(text)
+    header = next(rows, None)
+    if not header or column not in [h.strip() for h in header]:
+        raise DataError(f"{name}:1: no {column!r} column in the header {header!r}")
+    idx = [h.strip() for h in header].index(column)
+    values: list = []
+    first = 2  # the line of values[0]: entries are numbered as lines of the file
+    for row in rows:
+        if row:
+            values.append(row[idx] if len(row) > idx else "")
+        if len(values) == batch_rows:
+            yield _clean_entries(values, name, first, line_numbers=True)
+            first, values = first + len(values), []
+    if values:
+        yield _clean_entries(values, name, first, line_numbers=True)
+
+
+def _txt_entries(text, batch_rows: int) -> Iterator[list[str]]:
+    out: list[str] = []
+    for line in text:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            out.append(entry)
+        if len(out) == batch_rows:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def _utf8(entries: Iterator[list[str]], name: str) -> Iterator[list[str]]:
+    try:
+        yield from entries
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}: not UTF-8 text ({e.reason})") from None
+
+
+def _clean_entries(values: list, name: str, first: int, line_numbers: bool) -> list[str]:
     out = []
-    for i, v in enumerate(values):
+    for i, v in enumerate(values, start=first):
         if v is None or not str(v).strip():
-            where = f"{name}:{i + line_offset}" if line_offset else f"{name} row {i}"
-            raise DataError(f"{where}: empty path")
+            raise DataError(f"{name}:{i}: empty path" if line_numbers
+                            else f"{name} row {i}: empty path")
         out.append(str(v).strip())
     return out
-
-
-def _text(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 # --- URIs through pyarrow.fs ---------------------------------------------------------------
@@ -213,14 +279,8 @@ def _expand_uri(uri: str) -> list[str]:
                 names = [n for n in names if fnmatch.fnmatchcase(n, rest)]
             return [prefix + n for n in names]
         if info.type == pafs.FileType.File:
-            if base.lower().endswith(MANIFEST_EXTENSIONS):
-                with fs.open_input_stream(base) as f:
-                    entries = read_manifest(f.read(), uri)
-                folder = uri.rsplit("/", 1)[0]
-                return [
-                    e if is_uri(e) or (scheme == "file" and e.startswith("/")) else f"{folder}/{e}"
-                    for e in entries
-                ]
+            if is_manifest(base):
+                return [e for batch in manifest_entries(uri) for e in batch]
             return [uri]
     except DataError:
         raise

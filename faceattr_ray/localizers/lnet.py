@@ -134,13 +134,14 @@ class LNetLocalizer:
     @torch.inference_mode()
     def _maps(self, net: torch.nn.Module, images: list[np.ndarray]) -> tuple[np.ndarray, int, int]:
         """Response maps (N, h, w) of same-size images, and the (padded) input height, width."""
-        x = to_tensor(images, None, self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
+        x = to_tensor(images, None, self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD,
+                      self.device)
         # Pad (zeros = the mean colour after normalisation) up to the smallest input C5 accepts.
         side = max(self.min_input, getattr(net, "min_input_size", 0))
         ph, pw = max(0, side - x.shape[2]), max(0, side - x.shape[3])
         if ph or pw:
             x = torch.nn.functional.pad(x, (0, pw, 0, ph))
-        maps = net.response_map(x.to(self.device)).float().cpu().numpy()
+        maps = net.response_map(x).float().cpu().numpy()
         return maps, x.shape[2], x.shape[3]
 
     def _windows(self, m: np.ndarray, stage: str) -> list[tuple[Box, float]]:

@@ -132,7 +132,7 @@ class PyramidLNetLocalizer:
 
     @torch.inference_mode()
     def _face_logits(self, net: torch.nn.Module, images: list[np.ndarray]) -> np.ndarray:
-        x = to_tensor(images, None, self.mean, self.std).to(self.device)
+        x = to_tensor(images, None, self.mean, self.std, self.device)
         return net.face_map(x).float().cpu().numpy()
 
     def proposals(self, image: np.ndarray, maps: list | None = None) -> np.ndarray:

@@ -126,8 +126,12 @@ def normalize(images, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float
     if isinstance(images, np.ndarray):  # torch wants a writable array (crops may be views)
         images = np.require(images, requirements=["C", "W"])
     x = torch.as_tensor(images)
-    if device is not None:
-        x = x.to(device, non_blocking=True)
+    if device is not None and torch.device(device).type == "cuda":
+        # uint8 crosses to the GPU (a quarter of float32's bytes) from pinned memory, so the
+        # copy is asynchronous; normalising happens there.
+        x = x.pin_memory().to(device, non_blocking=True)
+    elif device is not None:
+        x = x.to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(tuple(mean), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(tuple(std), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
@@ -148,12 +152,13 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def to_tensor(images: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int] | None = None,
               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-              ) -> torch.Tensor:
+              device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 RGB images (H, W, 3) -> (N, 3, H, W) float32, scaled to [0, 1] and normalised.
 
     ``images`` is one (H, W, 3) array, an (N, H, W, 3) array or a list of (H, W, 3) arrays.
     ``size`` = (height, width) resizes each image (bilinear, antialiased); without it all
-    images must already share one size.
+    images must already share one size, and they are normalised on ``device`` (uint8 copied
+    there first, see `normalize`).
     """
     if isinstance(images, np.ndarray):
         images = [images] if images.ndim == 3 else list(images)
@@ -168,10 +173,11 @@ def to_tensor(images: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int] |
         if len(shapes) > 1:
             raise ValueError(f"to_tensor: images have different sizes {sorted(shapes)[:3]}; "
                              "pass size=(height, width)")
-        return normalize(np.stack(images), mean, std)
+        return normalize(np.stack(images), mean, std, device)
     # Resizing works on [0, 1] floats; normalising after it is the same affine map per pixel.
     out = [resize(normalize(np.ascontiguousarray(im)[None], (0, 0, 0), (1, 1, 1))[0], size)
            for im in images]
     m = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
-    return (torch.stack(out) - m) / s
+    out = (torch.stack(out) - m) / s
+    return out if device is None else out.to(device)

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -35,9 +35,16 @@ from faceattr_ray.pipeline.schema import (
 )
 from faceattr_ray.runtime import DECODE_CPUS
 
-# Decoded images are shrunk to this longest side before they travel to the model actors: LNet_o
-# sees the image at ~227-454 px anyway and face crops are ~80 px, so more only costs memory.
+# The working size: decoded images are shrunk to this longest side before they travel to the
+# model actors. The bundled pyramid localizer (canonical 37.5 px, min_face 20, max_side 1600)
+# reads no level above 1600 px, so on a 1024 px image its finest level (x1.33) finds faces
+# down to 28 px of it; more pixels would only cost memory and decoding.
 WORK_MAX_SIDE = 1024
+# A JPEG is decoded straight from the DCT at 1/2, 1/4 or 1/8 of its size when that leaves at
+# least this long side (issue 20). Work images of 853-1206 px all get the same finest pyramid
+# level (same ladder of scales), so a 4000x3000 photo read at 1000x750 finds faces of 113 of
+# its pixels instead of 110 at 1024; what it gains is a ~4x cheaper decode.
+WORK_MIN_SIDE = 960
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # the pixels of an error row
 
 
@@ -50,24 +57,13 @@ def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale == 1.0:
-        return image, 1.0
-    from PIL import Image
-
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)), scale
-
-
 def decode_batch(batch: dict[str, np.ndarray], max_pixels: int | None) -> dict[str, list]:
     """Read and decode each path; a failure becomes an error row, never an exception.
 
     Pixels travel as raw bytes plus their shape: Arrow stores a bytes column with one copy,
     while a column of differently shaped arrays costs ~10 ms an image to convert.
     """
-    from faceattr_ray.data.decode import decode_image
+    from faceattr_ray.data.decode import decode_reduced
     from faceattr_ray.data.sources import read_bytes
 
     out: dict[str, list] = {k: [] for k in
@@ -76,9 +72,10 @@ def decode_batch(batch: dict[str, np.ndarray], max_pixels: int | None) -> dict[s
     for path in batch["path"]:
         path = str(path)
         try:
-            image = decode_image(read_bytes(path), max_pixels=max_pixels)
-            work, scale = _shrink(image, WORK_MAX_SIDE)
-            status, error, (h, w) = "ok", "", image.shape[:2]
+            work, (w, h) = decode_reduced(read_bytes(path), WORK_MAX_SIDE, WORK_MIN_SIDE,
+                                          max_pixels=max_pixels)
+            # The work image is round(side * scale) on each side: boxes go back by the width's.
+            scale, status, error = work.shape[1] / w, "ok", ""
         except Exception as e:  # any failure of one file is that file's row, not the job's
             work, scale, status, error, (h, w) = PLACEHOLDER, 1.0, "error", _reason(e), (0, 0)
         out["path"].append(path)
@@ -111,7 +108,7 @@ def _reason(e: Exception) -> str:
 
 
 def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: bool,
-                    threads: int | None, parts: str):
+                    threads: int | None, parts: str, precision: str = "auto"):
     import torch
 
     from faceattr_ray.bundle import load_bundle
@@ -122,7 +119,8 @@ def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: 
         torch.set_num_threads(threads)
     device = pick_device()
     bundle = load_bundle(model, device=str(device))
-    predictor = Predictor(bundle, device, localizer, all_faces, with_features, parts=parts)
+    predictor = Predictor(bundle, device, localizer, all_faces, with_features, parts=parts,
+                          precision=precision)
     return bundle, predictor
 
 
@@ -205,9 +203,9 @@ class AnnotateActor:
 
     def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
                  threads: int | None = None, point: str | None = None,
-                 probabilities: bool = False) -> None:
+                 probabilities: bool = False, precision: str = "auto") -> None:
         bundle, self.predictor = _load_predictor(model, localizer, all_faces, with_features,
-                                                 threads, parts="all")
+                                                 threads, parts="all", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
@@ -227,9 +225,9 @@ class LocalizeActor:
     """Pool 1 of the split pipeline: localizes faces, cuts their ANet face crops."""
 
     def __init__(self, model: str, localizer: str, all_faces: bool,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "auto") -> None:
         _, self.predictor = _load_predictor(model, localizer, all_faces, False, threads,
-                                            parts="localize")
+                                            parts="localize", precision=precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         ok = _ok_rows(batch)
@@ -254,9 +252,9 @@ class DescribeActor:
 
     def __init__(self, model: str, localizer: str, with_features: bool,
                  threads: int | None = None, point: str | None = None,
-                 probabilities: bool = False) -> None:
+                 probabilities: bool = False, precision: str = "auto") -> None:
         bundle, self.predictor = _load_predictor(model, localizer, False, with_features, threads,
-                                                 parts="describe")
+                                                 parts="describe", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
@@ -285,21 +283,37 @@ class DescribeActor:
 # --- resume ----------------------------------------------------------------------------------
 
 
-def completed_paths(output: str) -> set[str]:
-    """Paths already in OUTPUT's Parquet files; files that do not parse are removed."""
+def result_files(output: str) -> list[str]:
+    """OUTPUT's Parquet files (full paths or URIs); files that do not parse (cut short by a
+    kill) are removed, so their images are done again. Only footers are read."""
     fs, root = _filesystem(output)
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
-        return set()
-    done: set[str] = set()
+    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+        return []
+    prefix = output.split("://", 1)[0] + "://" if "://" in output else ""
+    files = []
     for f in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
         if not f.path.endswith(".parquet"):
             continue
         try:
-            done.update(pq.read_table(f.path, columns=["path"], filesystem=fs)["path"]
-                        .to_pylist())
+            with fs.open_input_file(f.path) as stream:
+                pq.read_metadata(stream)
+            files.append(prefix + f.path)
         except Exception:  # cut short by a kill: its images are simply done again
             fs.delete_file(f.path)
+    return sorted(files)
+
+
+def completed_paths(output: str) -> set[str]:
+    """Paths already in OUTPUT's Parquet files; files that do not parse are removed."""
+    return paths_in(result_files(output))
+
+
+def paths_in(files: list[str]) -> set[str]:
+    """The paths written in these result files."""
+    done: set[str] = set()
+    for path in files:
+        fs, inner = _filesystem(path)
+        done.update(pq.read_table(inner, columns=["path"], filesystem=fs)["path"].to_pylist())
     return done
 
 
@@ -320,13 +334,17 @@ class AnnotateOptions:
     stages: str = "one"  # "one": one pool holds every network; "split": LNets | ANet + heads
     operating_point: str | None = None  # decision columns (heads/points.py); None: scores only
     probabilities: bool = False  # calibrated probability columns (the bundle's Platt fit)
+    limit: int | None = None  # annotate at most this many of the pending inputs
+    precision: str = "auto"  # the networks' arithmetic (`Predictor`): auto, fp32, bf16, fp16
 
     def check(self) -> None:
         """One-line errors, named like the command's flags, for values the job cannot run."""
         from faceattr_ray.localizers import LOCALIZERS
+        from faceattr_ray.predictor import PRECISIONS
 
         low = [("--batch-size", self.batch_size, 1), ("--actors", self.actors, 1),
-               ("--max-pixels", self.max_pixels, 1), ("--num-gpus", self.num_gpus, 0)]
+               ("--max-pixels", self.max_pixels, 1), ("--num-gpus", self.num_gpus, 0),
+               ("--limit", self.limit, 1)]
         for flag, value, minimum in low:
             if value is not None and not value >= minimum:
                 raise DataError(f"{flag} must be at least {minimum}, got {value}")
@@ -334,7 +352,8 @@ class AnnotateOptions:
             raise DataError(f"--decode-cpus must be above 0, got {self.decode_cpus}")
         for flag, value, allowed in (("--localizer", self.localizer, LOCALIZERS),
                                      ("--resume", self.resume, ("auto", "never")),
-                                     ("--stages", self.stages, ("one", "split"))):
+                                     ("--stages", self.stages, ("one", "split")),
+                                     ("--precision", self.precision, PRECISIONS)):
             if value not in allowed:
                 raise DataError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
         if self.operating_point is not None:
@@ -343,11 +362,12 @@ class AnnotateOptions:
             self.operating_point = parse_point(self.operating_point)
 
 
-def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
+def _actor_resources(opts: AnnotateOptions, reserved: float = 0.0) -> tuple[int, float, float]:
     """(actors, GPUs per actor, CPUs per actor) of one pool, from the options and the cluster.
 
     With split pools each pool gets ``actors`` actors and half of what one pool would have, so
-    ``--num-gpus 1 --actors N`` asks for N GPUs in both modes.
+    ``--num-gpus 1 --actors N`` asks for N GPUs in both modes. ``reserved`` CPUs are left to
+    other stages (a streamed manifest's repartition task).
     """
     import ray
 
@@ -365,7 +385,7 @@ def _actor_resources(opts: AnnotateOptions) -> tuple[int, float, float]:
     if per_gpu > 0:
         cpus = 1.0 / pools
     else:
-        cpus = max(0.5, (total.get("CPU", 1.0) - opts.decode_cpus) / (actors * pools))
+        cpus = max(0.5, (total.get("CPU", 1.0) - opts.decode_cpus - reserved) / (actors * pools))
     return actors, per_gpu / pools, cpus
 
 
@@ -397,12 +417,24 @@ def check_output(output: str) -> None:
 class AnnotatePlan:
     """What a run will do, decided before Ray starts (`plan_annotate`)."""
 
-    inputs: int  # distinct input paths
-    pending: list[str]  # those not yet in OUTPUT
+    inputs: int  # distinct input paths (a streamed manifest: its entries)
+    pending: list[str] | None  # those not yet in OUTPUT; None: streamed from ``manifest``
     model: str
     output: str
     opts: AnnotateOptions
     schema: pa.Schema
+    manifest: str | None = None  # one manifest, read as a stream (`pipeline.manifest`)
+    done_files: list[str] = field(default_factory=list)  # OUTPUT's files before the run
+
+
+def _streamed_manifest(inputs: list[str]) -> str | None:
+    """The manifest to stream when the input is exactly one manifest file, else None."""
+    from faceattr_ray.data.sources import is_manifest, is_uri
+
+    if len(inputs) != 1 or not is_manifest(inputs[0]):
+        return None
+    path = inputs[0]
+    return path if is_uri(path) or os.path.isfile(os.path.expanduser(path)) else None
 
 
 def _check_same_columns(output: str, schema: pa.Schema) -> None:
@@ -426,28 +458,41 @@ def _check_same_columns(output: str, schema: pa.Schema) -> None:
 def plan_annotate(inputs: list[str], model: str, output: str,
                   opts: AnnotateOptions) -> AnnotatePlan:
     """Every check that needs no Ray, cheapest first: the options, the output folder, the
-    inputs, the model; then what resume leaves to do. Nothing is written."""
+    inputs, the model; then what resume leaves to do. Nothing is written.
+
+    One manifest as the input is streamed: checked here in one pass that holds no path, and
+    read again inside the pipeline (`pipeline.manifest`); other inputs are listed here."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import list_inputs
     from faceattr_ray.errors import BundleError
+    from faceattr_ray.pipeline.manifest import check_manifest
 
     opts.check()
     check_output(output)
-    paths = sorted(set(list_inputs(inputs)))
-    if not paths:
+    manifest = _streamed_manifest(inputs)
+    if manifest is not None:
+        count, paths = check_manifest(os.path.expanduser(manifest)), None
+    else:
+        paths = sorted(set(list_inputs(inputs)))
+        count = len(paths)
+    if not count:
         raise DataError(f"no input files found in {inputs}")
     bundle = load_bundle(model)
     if opts.localizer == "lnet" and (bundle.lnet_o is None or bundle.lnet_s is None):
         raise BundleError(f"{model}: the bundle has no LNets; use --localizer full or cascade")
     schema, _, _ = table_schema(bundle, opts.localizer, opts.features, opts.operating_point,
                                 opts.probabilities)
-    done = completed_paths(output)
-    if done and opts.resume == "never":
+    done_files = result_files(output)
+    if done_files and opts.resume == "never":
         raise DataError(f"{output} already holds results; use --resume auto to finish them")
-    if done:
+    if done_files:
         _check_same_columns(output, schema)
-    pending = [p for p in paths if p not in done]
-    return AnnotatePlan(len(paths), pending, model, output, opts, schema)
+    if manifest is not None:
+        return AnnotatePlan(count, None, model, output, opts, schema,
+                            manifest=os.path.expanduser(manifest), done_files=done_files)
+    done = completed_paths(output) if done_files else set()
+    pending = [p for p in paths if p not in done][: opts.limit]
+    return AnnotatePlan(count, pending, model, output, opts, schema, done_files=done_files)
 
 
 def run_plan(plan: AnnotatePlan) -> dict:
@@ -456,45 +501,64 @@ def run_plan(plan: AnnotatePlan) -> dict:
 
     start = time.time()
     opts, pending = plan.opts, plan.pending
-    print(f"annotate: {plan.inputs} inputs, {plan.inputs - len(pending)} already done, "
-          f"{len(pending)} to do")
-    if pending:
-        actors, gpus, cpus = _actor_resources(opts)
-        # A few batches per block: small enough to spread over decode tasks and to resume
-        # at a fine grain, large enough that per-task overhead stays small.
-        rows = opts.batch_size * 4
+    # A few batches per block: small enough to spread over decode tasks and to resume at a
+    # fine grain, large enough that per-task overhead stays small.
+    rows = opts.batch_size * 4
+    before = _count(plan.done_files)["images"]
+    if pending is None:
+        from faceattr_ray.pipeline.manifest import manifest_dataset
+
+        print(f"annotate: {plan.manifest}: {plan.inputs} entries, streamed; {before} images "
+              f"already in {len(plan.done_files)} output files are skipped")
+        ds = manifest_dataset(plan.manifest, plan.done_files, rows, opts.limit)
+    else:
+        print(f"annotate: {plan.inputs} inputs, {before} already done, {len(pending)} to do")
         ds = ray.data.from_arrow(
             [pa.table({"path": pending[i : i + rows]}) for i in range(0, len(pending), rows)]
-        )
-        ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
-                            batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
-        model_path = os.path.abspath(plan.model) if "://" not in plan.model else plan.model
-        threads = math.ceil(cpus)
-
-        def pool(actor, **kwargs):
-            return ds.map_batches(
-                actor, fn_constructor_kwargs={"model": model_path, "localizer": opts.localizer,
-                                              "threads": threads, **kwargs},
-                batch_size=opts.batch_size, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
-            )  # fmt: skip
-
-        rows_opts = {"point": opts.operating_point, "probabilities": opts.probabilities}
-        if opts.stages == "split":
-            ds = pool(LocalizeActor, all_faces=opts.all_faces)
-            ds = pool(DescribeActor, with_features=opts.features, **rows_opts)
-        else:
-            ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features,
-                      **rows_opts)
-        ds.write_parquet(plan.output, schema=plan.schema)  # one schema, footer metadata included
+        ) if pending else None  # fmt: skip
+    if ds is not None:
+        _annotate_dataset(ds, plan)
     elapsed = time.time() - start
     summary = summarize(plan.output, plan.inputs)
-    summary.update(processed=len(pending), seconds=round(elapsed, 2),
-                   images_per_s=round(len(pending) / elapsed, 2) if pending else 0.0)
+    done = summary["images"] - before
+    summary.update(processed=done, seconds=round(elapsed, 2),
+                   images_per_s=round(done / elapsed, 2) if done else 0.0)
     fs, root = _filesystem(plan.output)
     with fs.open_output_stream(f"{root}/_SUMMARY.json") as f:
         f.write(json.dumps(summary, indent=2).encode())
     return summary
+
+
+def _annotate_dataset(ds, plan: AnnotatePlan) -> None:
+    """paths -> decode tasks -> the model actor pool(s) -> Parquet files in OUTPUT."""
+    import ray
+
+    from faceattr_ray.pipeline.manifest import REPARTITION_CPUS
+
+    opts = plan.opts
+    actors, gpus, cpus = _actor_resources(opts, REPARTITION_CPUS if plan.pending is None else 0)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": opts.max_pixels},
+                        batch_size=opts.batch_size, num_cpus=opts.decode_cpus)
+    model_path = os.path.abspath(plan.model) if "://" not in plan.model else plan.model
+    threads = math.ceil(cpus)
+
+    def pool(actor, **kwargs):
+        return ds.map_batches(
+            actor, fn_constructor_kwargs={"model": model_path, "localizer": opts.localizer,
+                                          "threads": threads, "precision": opts.precision,
+                                          **kwargs},
+            batch_size=opts.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
+        )  # fmt: skip
+
+    rows_opts = {"point": opts.operating_point, "probabilities": opts.probabilities}
+    if opts.stages == "split":
+        ds = pool(LocalizeActor, all_faces=opts.all_faces)
+        ds = pool(DescribeActor, with_features=opts.features, **rows_opts)
+    else:
+        ds = pool(AnnotateActor, all_faces=opts.all_faces, with_features=opts.features,
+                  **rows_opts)
+    ds.write_parquet(plan.output, schema=plan.schema)  # one schema, footer metadata included
 
 
 def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) -> dict:
@@ -503,18 +567,23 @@ def annotate(inputs: list[str], model: str, output: str, opts: AnnotateOptions) 
 
 
 def summarize(output: str, inputs: int) -> dict:
-    """Counts read back from the written table: what a user checks first."""
-    import pyarrow.dataset as pads
+    """Counts read back from the written table: what a user checks first. File by file: an
+    image's rows are all in one file, so the driver never holds every path."""
+    return {"inputs": inputs, **_count(result_files(output)), "output": output}
 
-    fs, root = _filesystem(output)
-    t = pads.dataset(root, filesystem=fs, format="parquet").to_table(columns=["path", "status"])
-    status = t["status"].to_pylist()
-    return {
-        "inputs": inputs,
-        "images": len(set(t["path"].to_pylist())),
-        "faces": status.count("ok"),
-        "no_face": status.count("no_face"),
-        "errors": status.count("error"),
-        "rows": t.num_rows,
-        "output": output,
-    }
+
+def _count(files: list[str]) -> dict:
+    """Images (distinct paths), faces, no-face and error rows, and rows of these files."""
+    import pyarrow.compute as pc
+
+    counts = {"images": 0, "faces": 0, "no_face": 0, "errors": 0, "rows": 0}
+    for path in files:
+        fs, inner = _filesystem(path)
+        t = pq.read_table(inner, columns=["path", "status"], filesystem=fs)
+        counts["images"] += pc.count_distinct(t["path"]).as_py()
+        status = t["status"].to_pylist()
+        counts["faces"] += status.count("ok")
+        counts["no_face"] += status.count("no_face")
+        counts["errors"] += status.count("error")
+        counts["rows"] += t.num_rows
+    return counts
