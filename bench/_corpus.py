@@ -32,12 +32,13 @@ def make_mixed_corpus(out: str, count: int, seed: int = 0,
     """``count`` distinct images in ``out`` (see the module doc); their paths."""
     from faceattr_ray.data.backgrounds import background_from, make_background
     from faceattr_ray.data.people import make_identity
+    from faceattr_ray.data.scenes import list_backgrounds
     from faceattr_ray.data.synthetic import render_scene
 
     os.makedirs(out, exist_ok=True)
     folder = os.path.normpath(BACKGROUNDS)
-    photos = sorted(os.path.join(folder, n) for n in os.listdir(folder)) \
-        if os.path.isdir(folder) else []  # fmt: skip
+    # readable image files only: the folder also holds LICENSES/ and a README
+    photos = list_backgrounds(folder)[0] if os.path.isdir(folder) else []
     people = [make_identity(i, seed) for i in range(8)]
     paths = []
     for k in range(count):
