@@ -88,7 +88,8 @@ RECIPE: dict = {
     # slower to make), and 16 keep reproduce within its CPU budget (README, results).
     "anet_finetune": {"epochs": 16, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
-                      # share of training crops made as a localizer finds faces in photos
+                      # share of training crops made as a localizer finds faces in photos;
+                      # context_share of those paste the whole aligned crop (neck, surroundings)
                       "wild": {"share": 0.5, "face_px": [24, 64], "context_share": 0.5}},
     # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` (README,
     # results): class-balanced SVM weights on patch-mean samples, "guarded" points.
