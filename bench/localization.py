@@ -48,7 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba-root", default=os.path.join(SHARED, "celeba-mini"))
     p.add_argument("--backgrounds", default=os.path.join(SHARED, "backgrounds"))
     p.add_argument("--scenes", type=int, default=60, help="pasted scenes and collages, each")
-    p.add_argument("--overlays", default=None, help="folder for overlay PNGs of the photos")
+    p.add_argument("--overlays", default=None, help="folder for overlay PNGs of each set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
@@ -179,11 +179,13 @@ def main(args) -> dict:
                   f"{r['tpr_fppi01']:>11.3f} {r['tpr_fppi1']:>9.3f} {r['seconds_per_image']:>6.2f}")
             for key, value in r.items():
                 result[f"{set_name}_{loc_name}_{key}"] = round(float(value), 4)
-            if args.overlays and set_name == "photos":
+            if args.overlays:  # every photo; the first 12 of a generated set
                 os.makedirs(args.overlays, exist_ok=True)
+                shown = len(images) if set_name == "photos" else 12
                 kept = [[d for d in ds if threshold is None or d.score >= threshold]
-                        for ds in dets]
-                draw_grid(images, boxes, kept, os.path.join(args.overlays, f"photos_{loc_name}.png"))
+                        for ds in dets[:shown]]
+                draw_grid(images[:shown], boxes[:shown], kept,
+                          os.path.join(args.overlays, f"{set_name}_{loc_name}.png"))
     return result
 
 
