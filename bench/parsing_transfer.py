@@ -11,7 +11,9 @@ people held apart:
   blobs (`data.pseudo_parts`; background/hair/skin from ``drawn-photo``'s prediction when it
   ran), moved about in training;
 - ``template``: no network, the same drawing at the mean face's positions for every face (what
-  a parsing that learnt a fixed place would do: passes aligned, fails moved).
+  a parsing that learnt a fixed place would do: passes aligned, fails moved);
+- ``blobs``: no network, `pseudo_mask` itself on each val face (the dark blobs found near the
+  mean face's places: what ``real-pseudo`` was taught; it follows only small moves).
 
     python bench/parsing_transfer.py --generated runs/gen --limit 2000 --epochs 3 --out runs/pt
     python bench/parsing_transfer.py --smoke-test     # seconds: tiny network, few faces
@@ -32,7 +34,7 @@ import time
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "celeba-mini")
 PHOTOS = os.path.join(HERE, "..", "..", "shared", "data", "backgrounds")
-ARMS = ("drawn", "drawn-photo", "real-pseudo", "template")
+ARMS = ("drawn", "drawn-photo", "real-pseudo", "template", "blobs")
 MOVE = {"scale": [0.85, 1.15], "shift": 0.1}
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.data.parsing import load_mask, parsing_rows
     from faceattr_ray.data.parts import PARTS
-    from faceattr_ray.data.pseudo_parts import template_mask, write_pseudo_root
+    from faceattr_ray.data.pseudo_parts import pseudo_mask, template_mask, write_pseudo_root
     from faceattr_ray.evaluation.parsing_checks import parsing_iou, real_face_checks
     from faceattr_ray.models import Preprocess
     from faceattr_ray.train import api
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         if arm == "template":
             parse = lambda ims: [template_mask(*im.shape[:2]) for im in ims]  # noqa: E731
+        elif arm == "blobs":
+            parse = lambda ims: [pseudo_mask(im) for im in ims]  # noqa: E731
         else:
             if arm == "drawn":
                 net, metrics, cfg = api.train_parsing(args.generated, **common)
