@@ -136,7 +136,7 @@ def test_parsing_prints_iou_per_part_and_the_landmark_check():
 def test_parsing_transfer_scores_every_arm_aligned_and_moved():
     result = json.loads(_smoke("parsing_transfer.py")[-1])
     rows = {r["arm"]: r for r in result["results"]}
-    assert list(rows) == ["drawn", "drawn-photo", "real-pseudo", "template"]
+    assert list(rows) == ["drawn", "drawn-photo", "real-pseudo", "template", "blobs"]
     # the template sits on the mean face's landmarks: it passes as aligned, never follows
     assert rows["template"]["aligned"]["all_four_within"] == 1.0
     assert abs(rows["template"]["following"]["mean_r"]) < 1e-9
