@@ -30,7 +30,8 @@ def _smoke(script: str, *args: str) -> list[str]:
 
 def test_every_bench_script_has_a_smoke_test_here():
     tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "localization.py",
-              "one_pass.py", "parsing.py", "ssp_ssg.py", "train_throughput.py",
+              "one_pass.py", "parsing.py", "parsing_transfer.py", "ssp_ssg.py",
+              "train_throughput.py",
               "wild_attributes.py"}
     assert set(SCRIPTS) == tested
     for script in SCRIPTS:
@@ -128,7 +129,19 @@ def test_parsing_prints_iou_per_part_and_the_landmark_check():
     result = json.loads(_smoke("parsing.py")[-1])
     assert len(result["generated"]["iou"]) == 7 and 0 <= result["generated"]["mean_iou"] <= 1
     for key in ("left_eye", "right_eye", "nose", "mouth"):
-        assert 0 <= result["real_landmarks"][key]["within"] <= 1
+        for name in ("aligned", "moved"):
+            assert 0 <= result["real_landmarks"][name][key]["within"] <= 1
+
+
+def test_parsing_transfer_scores_every_arm_aligned_and_moved():
+    result = json.loads(_smoke("parsing_transfer.py")[-1])
+    rows = {r["arm"]: r for r in result["results"]}
+    assert list(rows) == ["drawn", "drawn-photo", "real-pseudo", "template", "blobs"]
+    # the template sits on the mean face's landmarks: it passes as aligned, never follows
+    assert rows["template"]["aligned"]["all_four_within"] == 1.0
+    assert abs(rows["template"]["following"]["mean_r"]) < 1e-9
+    for row in rows.values():
+        assert 0 <= row["moved"]["all_four_within"] <= 1 and len(row["generated_iou"]) == 7
 
 
 @pytest.mark.slow

@@ -45,11 +45,25 @@ def input_size(cfg: dict) -> int:
 
 
 def augment_pair(image: np.ndarray, mask: np.ndarray | None, size: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+                 rng: np.random.Generator, cfg: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A random crop (90-100% of each side, shifted), a flip, colour and blur jitter; the mask
     follows the geometry by nearest neighbour. Left and right parts share labels, so a flip
     needs no relabelling. Why the colour and blur: the parsing supervision here is drawn
-    faces, and it must carry over to photos."""
+    faces, and it must carry over to photos. With cfg["photos"] (a folder of real photos) a
+    masked face first gets `data.face_jitter.photo_texture`; with cfg["move"] ({"scale": [lo,
+    hi], "shift": share of the side}) it is moved by a random similarity (`move_face`), so the
+    parts cannot be learnt as fixed places."""
+    from faceattr_ray.data.face_jitter import load_photos, move_face, photo_texture
+
+    cfg = cfg or {}
+    if cfg.get("photos") and mask is not None:
+        image = photo_texture(image, mask, load_photos(cfg["photos"]), rng)
+    if cfg.get("move"):
+        lo, hi = cfg["move"].get("scale", (1.0, 1.0))
+        shift = float(cfg["move"].get("shift", 0.0)) * image.shape[1]
+        image, mask = move_face(image, mask, float(rng.uniform(lo, hi)),
+                                *(float(v) for v in rng.uniform(-shift, shift, 2)))
     h, w = image.shape[:2]
     sx, sy = rng.uniform(0.9, 1.0, 2)
     cw, ch = w * sx, h * sy
@@ -124,7 +138,7 @@ def parsing_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Gener
         row = {"path": str(path), "mask": str(mask), "layout": str(layout)}
         if train:
             image, m = _load_mask_row(row)
-            image, m = augment_pair(image, m, size, rng)
+            image, m = augment_pair(image, m, size, rng, cfg)
         else:
             image, m = load_pair(row, size)
         images.append(image)
@@ -185,7 +199,7 @@ def joint_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generat
         if str(mask):
             row = {"path": str(path), "mask": str(mask), "layout": str(layout)}
             if train:
-                image, m = augment_pair(*_load_mask_row(row), size, rng)
+                image, m = augment_pair(*_load_mask_row(row), size, rng, cfg)
             else:
                 image, m = load_pair(row, size)
         else:

@@ -1,0 +1,109 @@
+"""Two ways to make part masks of one kind of face teach a network about another.
+
+- `move_face`: a known similarity transform (scale about the centre, then a shift) of an image
+  and its mask together, the border filled by reflection (no black frame to key on). Training
+  with it means the parts must be found by how they look, not where the alignment puts them;
+  checking with it (`bench/parsing.py --move`) tells a parsing that follows the face from a
+  fixed template. `moved_point` moves a landmark the same way.
+- `photo_texture`: drawn faces look like drawings (flat colours, clean edges) and photos do not,
+  so the drawn face's background is replaced by a crop of a real photo and its hair and skin
+  get the photo's fine texture (its high-pass, at a random strength); a random blur, noise and
+  JPEG round trip follow. The masks do not change.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from faceattr_ray.data.parts import BACKGROUND, HAIR, SKIN
+
+_PHOTOS: dict[str, list[np.ndarray]] = {}
+PHOTO_SIDE = 256  # photos are kept at this long side: texture at about a face crop's scale
+
+
+def moved_point(point: tuple[float, float], size: tuple[int, int], scale: float, dx: float,
+                dy: float) -> tuple[float, float]:
+    """Where `move_face` takes ``point`` (continuous pixel coordinates) of a ``size`` (W, H)
+    image."""
+    cx, cy = size[0] / 2, size[1] / 2
+    return cx + scale * (point[0] - cx) + dx, cy + scale * (point[1] - cy) + dy
+
+
+def move_face(image: np.ndarray, mask: np.ndarray | None, scale: float, dx: float, dy: float
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image (and mask, by nearest neighbour) scaled by ``scale`` about the centre and
+    shifted by (dx, dy) pixels, same size; what comes in from outside is the reflected border."""
+    h, w = image.shape[:2]
+    pad = int(np.ceil(max(w, h) * max(0.0, 1 / scale - 1) / 2 + max(abs(dx), abs(dy)) / scale)) + 2
+    # output (x', y') reads input x = c + (x' - c - dx) / scale, in the padded frame (+ pad)
+    a = 1.0 / scale
+    coeffs = (a, 0.0, w / 2 + pad - (w / 2 + dx) * a, 0.0, a, h / 2 + pad - (h / 2 + dy) * a)
+
+    def warp(arr: np.ndarray, resample) -> np.ndarray:
+        widths = ((pad, pad), (pad, pad)) + (((0, 0),) if arr.ndim == 3 else ())
+        padded = Image.fromarray(np.pad(arr, widths, mode="symmetric"))
+        return np.asarray(padded.transform((w, h), Image.AFFINE, coeffs, resample=resample))
+
+    moved = warp(image, Image.BILINEAR)
+    return moved, None if mask is None else warp(mask, Image.NEAREST)
+
+
+def load_photos(folder: str) -> list[np.ndarray]:
+    """The readable images of a folder (not its subfolders), at `PHOTO_SIDE` on the long side;
+    read once per process."""
+    if folder not in _PHOTOS:
+        photos = []
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with Image.open(path) as im:
+                    im = im.convert("RGB")
+                    im.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
+                    photos.append(np.asarray(im))
+            except OSError:
+                continue  # licence texts and the like
+        if not photos:
+            raise ValueError(f"{folder}: no readable photos")
+        _PHOTOS[folder] = photos
+    return _PHOTOS[folder]
+
+
+def _photo_crop(photos: list[np.ndarray], w: int, h: int, rng: np.random.Generator
+                ) -> np.ndarray:
+    photo = photos[int(rng.integers(len(photos)))]
+    ph, pw = photo.shape[:2]
+    cw = rng.uniform(0.3, 1.0) * min(pw, ph * w / h)  # the crop has the image's shape
+    ch = cw * h / w
+    x0, y0 = rng.uniform(0, pw - cw), rng.uniform(0, ph - ch)
+    crop = Image.fromarray(photo).resize((w, h), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    return np.asarray(crop, np.float32)
+
+
+def photo_texture(image: np.ndarray, mask: np.ndarray, photos: list[np.ndarray],
+                  rng: np.random.Generator) -> np.ndarray:
+    """A drawn face made more like a photo (module docstring); the mask stays valid."""
+    h, w = image.shape[:2]
+    out = np.asarray(image, np.float32).copy()
+    bg = (mask == BACKGROUND)[..., None]
+    out = np.where(bg, _photo_crop(photos, w, h, rng), out)
+    texture = _photo_crop(photos, w, h, rng).mean(axis=2, keepdims=True)
+    blurred = np.asarray(Image.fromarray(texture[..., 0].astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(2.0)), np.float32)[..., None]
+    strength = rng.uniform(0.0, 0.6)
+    on = np.isin(mask, (HAIR, SKIN))[..., None]
+    out = np.where(on, out + strength * (texture - blurred), out)
+    out = np.clip(out + rng.normal(0, rng.uniform(0, 6), out.shape), 0, 255).astype(np.uint8)
+    im = Image.fromarray(out)
+    if rng.random() < 0.5:
+        im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
+    if rng.random() < 0.5:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(rng.integers(40, 90)))
+        im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return np.asarray(im)
