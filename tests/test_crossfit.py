@@ -6,6 +6,7 @@ the thresholds chosen on those scores beat the ones chosen on a 30% holdout (lib
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.svm import LinearSVC
 
 from faceattr_ray.heads import TRAIN, VAL, linear_scores
@@ -116,3 +117,28 @@ def test_crossfit_thresholds_beat_the_30_percent_holdout_on_average():
     # when written: 0.768 against 0.743, crossfit ahead on 9 of the 12 draws)
     assert crossed > holdout + 0.01, (holdout, crossed)
     assert np.mean(np.array(figures[5]) >= np.array(figures[0])) >= 0.5
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ray_solver_cross_fits_like_liblinear(ray_local):
+    """RECIPE's solver is "ray": the same folds give the same out-of-fold scores and C."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(160, 6)).astype(np.float32)
+    y = (x[:, :2] + 0.5 * rng.normal(size=(160, 2)) > 0.3).astype(np.float32)
+    folds = identity_folds(rng.integers(0, 50, 160), 3, seed=0)
+    kw = {"C": [0.1, 1.0], "class_weight": "balanced"}
+    ref = crossfit_heads(x, y, ["A", "B"], folds, solver="liblinear", **kw)
+    ours = crossfit_heads(x, y, ["A", "B"], folds, solver="ray", **kw)
+    assert ours.info["C"] == ref.info["C"]
+    np.testing.assert_allclose(ours.scores, ref.scores, atol=5e-3)
+    np.testing.assert_allclose(ours.refit.weight, ref.refit.weight, atol=5e-3)
+    np.testing.assert_allclose(ours.average.bias, ref.average.bias, atol=5e-3)
