@@ -452,10 +452,10 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
                         "accuracy (guarded)": chosen["guarded"].threshold("accuracy"),
                         "balanced": chosen["empirical"].threshold("balanced"),
                         "balanced (platt)": chosen["platt"].threshold("balanced")}
-                positives = np.array(chosen["empirical"].info["positives"])
                 for m in MIN_POSITIVES:
-                    rows[f"balanced (platt below {m} positives)"] = np.where(
-                        positives < m, rows["balanced (platt)"], rows["balanced"])
+                    rows[f"balanced (platt below {m} positives)"] = choose_points(
+                        held_s, held_y, bundle.attributes, precisions=[0.9],
+                        method="guarded", balanced_platt_below=m).threshold("balanced")
                 for row, t in rows.items():
                     mean = attribute_metrics(y[measure], sm, bundle.attributes, t)["mean"]
                     for k2 in ("accuracy", "balanced_accuracy", "average_precision"):

@@ -114,6 +114,9 @@ RECIPE: dict = {
         # "guarded" (accuracy: 0 unless clearly beaten; precision: its Wilson lower bound) or
         # "platt"
         "points": "guarded",
+        # the balanced point of an attribute with fewer positives than this among the choice
+        # faces is read off its Platt sigmoid, not the step function (0: never)
+        "balanced_platt_below": 0,
         "precisions": [0.8, 0.9, 0.95],  # precision points stored
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
@@ -483,14 +486,15 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
         where = "val identities held out of the SVM fit (scored before the refit)"
         if k:
             folds = crossed.info["crossfit"]["folds"]
-            where = (f"every val image, scored by SVMs cross-fit in {folds} folds by identity "
-                     "(each image by the fit that never saw its identity)")
+            where = (f"every val image, held out of one of {folds} cross-fits by identity "
+                     "(each image scored by the SVMs that never saw its identity)")
     else:  # one C: no choice was made, so no images were held out; in-sample, said so
         held_scores = linear_scores(x[held] if held.any() else x, weight, bias)
         where = "the SVM's own fit images (no held-out part: one C value)"
     points = choose_points(held_scores, y[held] if held.any() else y, names,
                            precisions=h.get("precisions", (0.8, 0.9, 0.95)),
                            method=h.get("points", "empirical"),
+                           balanced_platt_below=h.get("balanced_platt_below", 0),
                            info={"chosen_on": where, "seed": seed,
                                  "holdout": None if k else h.get("holdout"),
                                  "crossfit": k, **({"crossfit_final": final} if k else {})})
@@ -538,6 +542,7 @@ def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
         points = choose_points(linear_scores(xh, weight, bias), y[held], heads.names,
                                precisions=h.get("precisions", (0.8, 0.9, 0.95)),
                                method=h.get("points", "empirical"),
+                               balanced_platt_below=h.get("balanced_platt_below", 0),
                                info={"chosen_on": "val identities held out by the reproduce "
                                      "rule, scored by the bundle's own heads (in-sample if "
                                      "they were fit on all of val)", "seed": seed,
