@@ -475,6 +475,7 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
               f"{100 * r['balanced (platt below 20 positives): balanced_accuracy']:.2f})  AP "
               f"{100 * r['zero: average_precision']:.2f}  SVM heads {r['svm_heads']:.1f}  "
               f"shift {r['shift']:.3f}  ({seconds:.0f} s)", flush=True)
+        print(f"[crossfit] {name} " + json.dumps(r), flush=True)  # kept if the run is cut
     return {"model": model, "seeds": seeds, "val_images": len(y), "solver": solver,
             "candidates": results, "torch_threads": torch.get_num_threads()}
 
