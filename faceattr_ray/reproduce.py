@@ -91,8 +91,10 @@ RECIPE: dict = {
                       # share of training crops made as a localizer finds faces in photos;
                       # context_share of those paste the whole aligned crop (neck, surroundings)
                       "wild": {"share": 0.5, "face_px": [24, 64], "context_share": 0.5}},
-    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` (README,
-    # results): class-balanced SVM weights on patch-mean samples, "guarded" points.
+    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
+    # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
+    # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val
+    # face, the balanced point read off Platt's sigmoid.
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
         "class_weight": "balanced",  # n / (2 n_y) per class; C then chosen on balanced accuracy
@@ -102,7 +104,7 @@ RECIPE: dict = {
         # folds, each scored by SVMs fit on the others, so C, head and points are chosen on
         # every val face; 0: the holdout share above. crossfit_final: the heads kept, "refit"
         # (chosen C on all val) or "average" (the K fold models averaged)
-        "crossfit": 0,
+        "crossfit": 5,
         "crossfit_final": "refit",
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
         "choose_by": "average_precision",  # "best" by held-out AP (None: the metric C is on)
@@ -115,8 +117,9 @@ RECIPE: dict = {
         # "platt"
         "points": "guarded",
         # the balanced point of an attribute with fewer positives than this among the choice
-        # faces is read off its Platt sigmoid, not the step function (0: never)
-        "balanced_platt_below": 0,
+        # faces is read off its Platt sigmoid, not the step function (0: never; 1,000,000:
+        # every attribute, which val preferred to a guard of 20 positives)
+        "balanced_platt_below": 1_000_000,
         "precisions": [0.8, 0.9, 0.95],  # precision points stored
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
