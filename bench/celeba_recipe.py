@@ -16,6 +16,8 @@ with the setting and the wall time of every stage:
     python bench/celeba_recipe.py --setting bn_adamw_cos --quick   # a short screening run
     python bench/celeba_recipe.py --setting ep24 --test            # the chosen recipe
     python bench/celeba_recipe.py --smoke-test     # seconds: generated faces, tiny ANet, --test
+    python bench/celeba_recipe.py --points         # operating points, cheap levers (val only)
+    python bench/celeba_recipe.py --crossfit       # cross-fit vs 30% holdout (val only, nested)
 
 Last line: JSON with the setting, figures and stage times.
 """
