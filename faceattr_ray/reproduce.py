@@ -525,8 +525,9 @@ def store_points(bundle, points, h: dict) -> None:
 def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
                      keep_heads: bool = False, out: str | None = None) -> dict:
     """Operating points for an existing bundle, no network retrained: the heads stage of
-    `reproduce` again on ROOT's val split (same identity split rule and seed), which refits the
-    SVM heads (seconds) so the points are chosen on identities they never saw. With
+    `reproduce` again on ROOT's val split (same identity split rule or cross-fit folds, same
+    seed), which refits the SVM heads (seconds to minutes) so the points are chosen on
+    identities they never saw. With
     ``keep_heads`` the bundle's heads stay and score the held-out identities; if those heads
     were fit on all of val (as `reproduce` fits them), the points are in-sample, and the
     config says so. Writes OUT (default: the bundle in place); returns the points' config."""
