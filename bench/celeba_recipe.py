@@ -482,6 +482,41 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
             "candidates": results, "torch_threads": torch.get_num_threads()}
 
 
+def crossfit_cost(model: str, data: str, solvers: list[str], cache_dir: str | None) -> dict:
+    """Seconds of reproduce's heads stage after feature extraction (`heads_from_features` on
+    all of val, RECIPE heads) with the 30% holdout and with 5-fold cross-fitting, per solver
+    (the Ray one on a local Ray of 2 CPUs), in one run."""
+    import ray
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data import read_celeba
+    from faceattr_ray.heads import VAL
+    from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
+
+    bundle = load_bundle(model)
+    val = read_celeba(data, split="val")
+    y = val.labels[:, [list(val.names).index(n) for n in bundle.attributes]]
+    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
+    feats = val_patch_features(bundle, [str(p) for p in val.paths],
+                               os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
+                               else None)
+    x = feats[:, :feats.shape[1] // 2].mean(1, keepdims=True)
+    identity = np.asarray(val.identity)
+    if "ray" in solvers:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    seconds = {}
+    for solver in solvers:
+        for k in (0, 5):
+            h = merge(RECIPE["heads"], {"crossfit": k, "solver": solver})
+            split = (np.full(len(y), VAL, np.int8) if k
+                     else _holdout_codes(identity, len(y), h["holdout"], 0))
+            start = time.perf_counter()
+            heads_from_features(bundle, x, y, split, h, 0, identity)
+            seconds[f"{solver} crossfit={k}"] = round(time.perf_counter() - start, 1)
+            print(f"[crossfit-cost] {seconds}", flush=True)
+    return {"model": model, "val_images": len(y), "seconds": seconds}
+
+
 def train_mean_features(bundle, data: str, cache_dir: str | None, key: str
                         ) -> tuple[np.ndarray, np.ndarray]:
     """(N, 1, F) patch-mean ANet features of the train split's aligned faces and their labels
@@ -532,11 +567,19 @@ def main() -> None:
                    help="cross-fitting against the 30%% holdout (CROSSFIT) on --model's "
                         "features, nested on val halves; no training")
     p.add_argument("--crossfit-candidates", nargs="+", choices=sorted(CROSSFIT), default=None)
+    p.add_argument("--crossfit-cost", nargs="+", choices=["ray", "liblinear"], default=None,
+                   help="seconds of the heads stage, holdout vs cross-fit, per solver")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                    help="with --crossfit: the seeds of the val halvings")
     p.add_argument("--cache", default="bench-out/points",
                    help="with --points: folder caching the val features ('' = none)")
     args = p.parse_args()
+    if args.crossfit_cost:
+        from faceattr_ray.bundled import resolve_model
+
+        print(json.dumps(crossfit_cost(resolve_model(args.model), args.data, args.crossfit_cost,
+                                       args.cache or None)))
+        return
     if args.crossfit:
         from faceattr_ray.bundled import resolve_model
 
