@@ -16,6 +16,8 @@ with the setting and the wall time of every stage:
     python bench/celeba_recipe.py --setting bn_adamw_cos --quick   # a short screening run
     python bench/celeba_recipe.py --setting ep24 --test            # the chosen recipe
     python bench/celeba_recipe.py --smoke-test     # seconds: generated faces, tiny ANet, --test
+    python bench/celeba_recipe.py --points         # operating points, cheap levers (val only)
+    python bench/celeba_recipe.py --crossfit       # cross-fit vs 30% holdout (val only, nested)
 
 Last line: JSON with the setting, figures and stage times.
 """
@@ -370,6 +372,170 @@ def points_run(model: str, data: str, names: list[str], seed: int, solver: str |
             "candidates": results, "torch_threads": torch.get_num_threads()}
 
 
+# --- cross-fitting against the 30% holdout (issue 19, second round), val only --------------------
+# Each candidate sets these keys of RECIPE["heads"]; "train" adds the train split's faces
+# (ANet features; ANet was trained on them) to every SVM fit.
+CROSSFIT: dict[str, dict] = {
+    "holdout30": {"crossfit": 0},  # RECIPE before: 70% of the identities fit, 30% choose
+    "crossfit5": {"crossfit": 5, "crossfit_final": "refit"},
+    "crossfit5_average": {"crossfit": 5, "crossfit_final": "average"},
+    "crossfit10": {"crossfit": 10, "crossfit_final": "refit"},
+    "crossfit5_train": {"crossfit": 5, "crossfit_final": "refit", "train": True},
+}
+MIN_POSITIVES = (10, 20, 40)  # the balanced point's guard: Platt's below that many positives
+
+
+def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solver: str,
+                 cache_dir: str | None) -> dict:
+    """Nested, val only: val's identities are halved (per seed); one half is the val split of
+    the candidate (it fits the SVMs and chooses C, head and points, by the candidate's rule),
+    the other half (never fit, never chosen on) measures; then they swap. Figures are means
+    over halves and seeds. Also: the balanced point with a minimum-positives guard (Platt's
+    threshold for an attribute with fewer positives among the choice faces), and how far the
+    final heads' scores of the choice faces sit from the out-of-fold ones (the refit shift)."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data import read_celeba
+    from faceattr_ray.heads import TEST, TRAIN, VAL, linear_scores
+    from faceattr_ray.heads.points import choose_points
+    from faceattr_ray.metrics import attribute_metrics
+    from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
+
+    bundle = load_bundle(model)
+    val = read_celeba(data, split="val")
+    cols = [list(val.names).index(n) for n in bundle.attributes]
+    y = val.labels[:, cols]
+    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
+    feats = val_patch_features(bundle, [str(p) for p in val.paths],
+                               os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
+                               else None)
+    x = feats[:, :feats.shape[1] // 2].mean(1, keepdims=True)  # aligned view, patch mean
+    identity = np.asarray(val.identity)
+    xt = yt = None
+    if any(CROSSFIT[n].get("train") for n in names):
+        xt, yt = train_mean_features(bundle, data, cache_dir, key)
+    ids = np.unique(identity)
+    results: dict[str, dict] = {}
+    for name in names:
+        cand = dict(CROSSFIT[name])
+        with_train = cand.pop("train", False)
+        h = merge(RECIPE["heads"], {**cand, "patches": False})
+        h["solver"] = solver
+        figures: dict[str, list] = {}
+        start = time.perf_counter()
+        for seed in seeds:
+            half = np.isin(identity, np.random.default_rng([seed, 29]).permutation(ids)
+                           [:len(ids) // 2])
+            for measure in (half, ~half):
+                choose = ~measure
+                if h["crossfit"]:
+                    split = np.where(choose, VAL, TEST).astype(np.int8)
+                else:
+                    split = np.full(len(y), TEST, np.int8)
+                    split[choose] = _holdout_codes(identity[choose], int(choose.sum()),
+                                                   h["holdout"], seed)
+                xs, ys, groups = x, y, identity
+                if with_train:
+                    xs, ys = np.concatenate([x, xt]), np.concatenate([y, yt])
+                    split = np.r_[split, np.full(len(xt), TRAIN, np.int8)]
+                    groups = np.r_[identity.astype(str), [f"t{i}" for i in range(len(xt))]]
+                heads, info, pts = heads_from_features(bundle, xs, ys, split, h, seed, groups)
+                held_s, held_y = pts.held_out
+                sm = linear_scores(x[measure, 0], heads.weight, heads.bias)
+                svm = np.array([c == "svm" for c in info["choice"].values()])
+                final = linear_scores(xs[split == VAL, 0], heads.weight, heads.bias)
+                spread = held_s.std(0) + 1e-9
+                figures.setdefault("svm_heads", []).append(int(svm.sum()))
+                figures.setdefault("shift", []).append(float(np.median(
+                    np.abs((final - held_s).mean(0) / spread)[svm])) if svm.any() else 0.0)
+                chosen = {m: choose_points(held_s, held_y, bundle.attributes, precisions=[0.9],
+                                           method=m) for m in ("empirical", "guarded", "platt")}
+                rows = {"zero": chosen["empirical"].threshold("zero"),
+                        "accuracy": chosen["empirical"].threshold("accuracy"),
+                        "accuracy (guarded)": chosen["guarded"].threshold("accuracy"),
+                        "balanced": chosen["empirical"].threshold("balanced"),
+                        "balanced (platt)": chosen["platt"].threshold("balanced")}
+                for m in MIN_POSITIVES:
+                    rows[f"balanced (platt below {m} positives)"] = choose_points(
+                        held_s, held_y, bundle.attributes, precisions=[0.9],
+                        method="guarded", balanced_platt_below=m).threshold("balanced")
+                for row, t in rows.items():
+                    mean = attribute_metrics(y[measure], sm, bundle.attributes, t)["mean"]
+                    for k2 in ("accuracy", "balanced_accuracy", "average_precision"):
+                        figures.setdefault(f"{row}: {k2}", []).append(float(mean[k2]))
+        seconds = time.perf_counter() - start
+        results[name] = {"heads": CROSSFIT[name], "seconds": round(seconds, 1),
+                         **{k: round(float(np.mean(v)), 4) for k, v in figures.items()},
+                         "per_split": {k: [round(v, 4) for v in vs] for k, vs in figures.items()
+                                       if k in ("accuracy: accuracy",
+                                                "balanced: balanced_accuracy")}}
+        r = results[name]
+        print(f"[crossfit] {name:18s} accuracy point {100 * r['accuracy: accuracy']:.2f} "
+              f"(guarded {100 * r['accuracy (guarded): accuracy']:.2f}, zero "
+              f"{100 * r['zero: accuracy']:.2f})  balanced point "
+              f"{100 * r['balanced: balanced_accuracy']:.2f} (platt "
+              f"{100 * r['balanced (platt): balanced_accuracy']:.2f}, guard 20: "
+              f"{100 * r['balanced (platt below 20 positives): balanced_accuracy']:.2f})  AP "
+              f"{100 * r['zero: average_precision']:.2f}  SVM heads {r['svm_heads']:.1f}  "
+              f"shift {r['shift']:.3f}  ({seconds:.0f} s)", flush=True)
+        print(f"[crossfit] {name} " + json.dumps(r), flush=True)  # kept if the run is cut
+    return {"model": model, "seeds": seeds, "val_images": len(y), "solver": solver,
+            "candidates": results, "torch_threads": torch.get_num_threads()}
+
+
+def crossfit_cost(model: str, data: str, solvers: list[str], cache_dir: str | None) -> dict:
+    """Seconds of reproduce's heads stage after feature extraction (`heads_from_features` on
+    all of val, RECIPE heads) with the 30% holdout and with 5-fold cross-fitting, per solver
+    (the Ray one on a local Ray of 2 CPUs), in one run."""
+    import ray
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data import read_celeba
+    from faceattr_ray.heads import VAL
+    from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
+
+    bundle = load_bundle(model)
+    val = read_celeba(data, split="val")
+    y = val.labels[:, [list(val.names).index(n) for n in bundle.attributes]]
+    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
+    feats = val_patch_features(bundle, [str(p) for p in val.paths],
+                               os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
+                               else None)
+    x = feats[:, :feats.shape[1] // 2].mean(1, keepdims=True)
+    identity = np.asarray(val.identity)
+    if "ray" in solvers:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    seconds = {}
+    for solver in solvers:
+        for k in (0, 5):
+            h = merge(RECIPE["heads"], {"crossfit": k, "solver": solver})
+            split = (np.full(len(y), VAL, np.int8) if k
+                     else _holdout_codes(identity, len(y), h["holdout"], 0))
+            start = time.perf_counter()
+            heads_from_features(bundle, x, y, split, h, 0, identity)
+            seconds[f"{solver} crossfit={k}"] = round(time.perf_counter() - start, 1)
+            print(f"[crossfit-cost] {seconds}", flush=True)
+    return {"model": model, "val_images": len(y), "seconds": seconds}
+
+
+def train_mean_features(bundle, data: str, cache_dir: str | None, key: str
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1, F) patch-mean ANet features of the train split's aligned faces and their labels
+    (N, A), cached in ``cache_dir``."""
+    from faceattr_ray.data import read_celeba
+    from faceattr_ray.reproduce import aligned_patch_features
+
+    train = read_celeba(data, split="train")
+    y = train.labels[:, [list(train.names).index(n) for n in bundle.attributes]]
+    cache = os.path.join(cache_dir, f"{key}_train.npy") if cache_dir else None
+    if cache and os.path.isfile(cache):
+        return np.load(cache)[:, None, :], y
+    x = aligned_patch_features(bundle, [str(p) for p in train.paths], flip=False).mean(1)
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.save(cache, x.astype(np.float32))
+    return x[:, None, :], y
+
+
 def _replace_heads(bundle_dir: str, heads) -> None:
     from faceattr_ray.bundle import load_bundle, write_heads_bundle
 
@@ -397,9 +563,33 @@ def main() -> None:
     p.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=None)
     p.add_argument("--solver", choices=["ray", "liblinear"], default=None,
                    help="with --points: the SVM solver (default: the recipe's)")
+    p.add_argument("--crossfit", action="store_true",
+                   help="cross-fitting against the 30%% holdout (CROSSFIT) on --model's "
+                        "features, nested on val halves; no training")
+    p.add_argument("--crossfit-candidates", nargs="+", choices=sorted(CROSSFIT), default=None)
+    p.add_argument("--crossfit-cost", nargs="+", choices=["ray", "liblinear"], default=None,
+                   help="seconds of the heads stage, holdout vs cross-fit, per solver")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                   help="with --crossfit: the seeds of the val halvings")
     p.add_argument("--cache", default="bench-out/points",
                    help="with --points: folder caching the val features ('' = none)")
     args = p.parse_args()
+    if args.crossfit_cost:
+        from faceattr_ray.bundled import resolve_model
+
+        print(json.dumps(crossfit_cost(resolve_model(args.model), args.data, args.crossfit_cost,
+                                       args.cache or None)))
+        return
+    if args.crossfit:
+        from faceattr_ray.bundled import resolve_model
+
+        model = resolve_model(args.model)
+        print(f"crossfit: model {model}, seeds {args.seeds}, solver {args.solver or 'liblinear'}"
+              f", {os.cpu_count()} cores (a shared, noisy machine)", flush=True)
+        print(json.dumps(crossfit_run(model, args.data,
+                                      args.crossfit_candidates or list(CROSSFIT), args.seeds,
+                                      args.solver or "liblinear", args.cache or None)))
+        return
     if args.points:
         from faceattr_ray.bundled import resolve_model
 

@@ -91,13 +91,21 @@ RECIPE: dict = {
                       # share of training crops made as a localizer finds faces in photos;
                       # context_share of those paste the whole aligned crop (neck, surroundings)
                       "wild": {"share": 0.5, "face_px": [24, 64], "context_share": 0.5}},
-    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` (README,
-    # results): class-balanced SVM weights on patch-mean samples, "guarded" points.
+    # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
+    # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
+    # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val
+    # face, the balanced point read off Platt's sigmoid.
     "heads": {
         "C": [0.0001, 0.001, 0.01, 0.1, 1.0],
         "class_weight": "balanced",  # n / (2 n_y) per class; C then chosen on balanced accuracy
         "fit_splits": ["val"],  # add "train" to fit on train + val features
         "holdout": 0.3,  # share of val identities held out of the SVM fit to choose C and head
+        # K > 0: cross-fit instead of holding out (heads/crossfit.py): val's identities in K
+        # folds, each scored by SVMs fit on the others, so C, head and points are chosen on
+        # every val face; 0: the holdout share above. crossfit_final: the heads kept, "refit"
+        # (chosen C on all val) or "average" (the K fold models averaged)
+        "crossfit": 5,
+        "crossfit_final": "refit",
         "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
         "choose_by": "average_precision",  # "best" by held-out AP (None: the metric C is on)
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
@@ -108,6 +116,10 @@ RECIPE: dict = {
         # "guarded" (accuracy: 0 unless clearly beaten; precision: its Wilson lower bound) or
         # "platt"
         "points": "guarded",
+        # the balanced point of an attribute with fewer positives than this among the choice
+        # faces is read off its Platt sigmoid, not the step function (0: never; 1,000,000:
+        # every attribute, which val preferred to a guard of 20 positives)
+        "balanced_platt_below": 1_000_000,
         "precisions": [0.8, 0.9, 0.95],  # precision points stored
     },
     "calibrate": {"faces": 300, "backgrounds": 300},  # val images scored for the threshold
@@ -355,28 +367,37 @@ def _holdout_codes(identity: np.ndarray | None, n: int, share: float, seed: int)
 
 
 def head_features(bundle, root: str, recipe: dict, seed: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Patch features (N, P, F), labels (N, A) in the bundle's attribute order and split codes
-    of the images the heads are fit on: val (TRAIN: fit; VAL: ``holdout`` of its identities,
-    held out to choose C, head and operating points) and, with fit_splits, train (TRAIN).
-    With heads.flip the mirrored crops' patches follow (N, 2P, F)."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Patch features (N, P, F), labels (N, A) in the bundle's attribute order, split codes
+    and identities of the images the heads are fit on: val (TRAIN: fit; VAL: ``holdout`` of its
+    identities, held out to choose C, head and operating points; with heads.crossfit every val
+    image is VAL, cross-fit by identity) and, with fit_splits, train (TRAIN). With heads.flip
+    the mirrored crops' patches follow (N, 2P, F). Identities are prefixed by split (a root's
+    splits may reuse numbers); an image without one is its own."""
     from faceattr_ray.data.celeba import read_celeba
-    from faceattr_ray.heads import TRAIN
+    from faceattr_ray.heads import TRAIN, VAL
 
     h = recipe["heads"]
     if "val" not in h["fit_splits"]:
         raise ValueError("heads.fit_splits must include 'val' (C is chosen there)")
     names = list(bundle.attributes)
-    xs, ys, codes = [], [], []
+    xs, ys, codes, groups = [], [], [], []
     for split in h["fit_splits"]:
         data = read_celeba(root, split=split)
         cols = [list(data.names).index(n) for n in names]
         x = aligned_patch_features(bundle, list(data.paths), flip=bool(h.get("flip", False)))
         xs.append(x)
         ys.append(data.labels[:, cols])
-        codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed) if split == "val"
-                     else np.full(len(x), TRAIN, np.int8))
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(codes)
+        if split != "val":
+            codes.append(np.full(len(x), TRAIN, np.int8))
+        elif h.get("crossfit"):
+            codes.append(np.full(len(x), VAL, np.int8))
+        else:
+            codes.append(_holdout_codes(data.identity, len(x), h["holdout"], seed))
+        own = np.arange(len(x)) if data.identity is None else np.asarray(data.identity)
+        groups.append(np.array([f"{split}:{g}" for g in own]))
+    return (np.concatenate(xs), np.concatenate(ys), np.concatenate(codes),
+            np.concatenate(groups))
 
 
 def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
@@ -384,26 +405,52 @@ def fit_attribute_heads(bundle, root: str, recipe: dict, seed: int) -> tuple:
     chosen on held-out val identities, or ANet's fine-tuned tag layer where it is better on
     those same images ("best"); operating points chosen on the same held-out images.
     Returns (LinearHeads, info for the results, heads.points.OperatingPoints)."""
-    x, y, split = head_features(bundle, root, recipe, seed)
-    return heads_from_features(bundle, x, y, split, recipe["heads"], seed)
+    x, y, split, groups = head_features(bundle, root, recipe, seed)
+    return heads_from_features(bundle, x, y, split, recipe["heads"], seed, groups)
+
+
+def crossfit_folds(split: np.ndarray, groups: np.ndarray | None, k: int, seed: int
+                   ) -> np.ndarray:
+    """Folds for `heads.crossfit.crossfit_heads`: VAL images dealt into ``k`` folds by group
+    (identity; None: each image its own), TRAIN images fit in every fold (-1), TEST left out
+    (-2)."""
+    from faceattr_ray.heads import TRAIN, VAL
+    from faceattr_ray.heads.crossfit import identity_folds
+
+    folds = np.where(split == TRAIN, -1, -2).astype(np.int64)
+    val = split == VAL
+    own = np.arange(len(split)) if groups is None else np.asarray(groups)
+    folds[val] = identity_folds(own[val], k, seed)
+    return folds
 
 
 def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray, h: dict,
-                        seed: int) -> tuple:
+                        seed: int, groups: np.ndarray | None = None) -> tuple:
     """`fit_attribute_heads` on given features (N, P, F), labels and split codes (TRAIN fit,
-    VAL held out to choose C, head and points; TEST rows are left out of everything)."""
+    VAL held out to choose C, head and points; TEST rows are left out of everything). With
+    ``h["crossfit"]`` = K > 0 the VAL images are cross-fit in K folds by ``groups`` (their
+    identities) instead, and every one of them has an out-of-fold score to choose on."""
     from faceattr_ray.heads import TRAIN, VAL, LinearHeads, fit_heads, linear_scores
+    from faceattr_ray.heads.crossfit import crossfit_heads
     from faceattr_ray.heads.points import choose_points
     from faceattr_ray.metrics import attribute_metrics
 
     names = list(bundle.attributes)
     if not h["patches"]:
         x = x.mean(1)
+    k = int(h.get("crossfit") or 0)
     with warnings.catch_warnings():
         # An attribute with one class in the fit gets a constant head; info counts say so.
         warnings.filterwarnings("ignore", message=".*constant head")
-        svm = fit_heads(x, y, names, C=h["C"], class_weight=h["class_weight"], split=split,
-                        solver=h["solver"], seed=seed, refit=h.get("refit", True))
+        if k:
+            final = h.get("crossfit_final", "refit")
+            crossed = crossfit_heads(x, y, names, crossfit_folds(split, groups, k, seed),
+                                     C=h["C"], class_weight=h["class_weight"],
+                                     solver=h["solver"], refit=final == "refit")
+            svm = crossed.heads(final)
+        else:
+            svm = fit_heads(x, y, names, C=h["C"], class_weight=h["class_weight"], split=split,
+                            solver=h["solver"], seed=seed, refit=h.get("refit", True))
     # ANet's own tag layer (what the bundle scores with before it has SVM heads), on the same
     # held-out images (it never saw val).
     anet_w, anet_b, _ = bundle.head_arrays()
@@ -440,16 +487,23 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
             raise RuntimeError("held-out scores came back in another order than the images")
         held_scores = np.where(use_anet[None, :], anet_scores, svm.held_out[0])
         where = "val identities held out of the SVM fit (scored before the refit)"
+        if k:
+            folds = crossed.info["crossfit"]["folds"]
+            where = (f"every val image, held out of one of {folds} cross-fits by identity "
+                     "(each image scored by the SVMs that never saw its identity)")
     else:  # one C: no choice was made, so no images were held out; in-sample, said so
         held_scores = linear_scores(x[held] if held.any() else x, weight, bias)
         where = "the SVM's own fit images (no held-out part: one C value)"
     points = choose_points(held_scores, y[held] if held.any() else y, names,
                            precisions=h.get("precisions", (0.8, 0.9, 0.95)),
                            method=h.get("points", "empirical"),
+                           balanced_platt_below=h.get("balanced_platt_below", 0),
                            info={"chosen_on": where, "seed": seed,
-                                 "holdout": h.get("holdout")})
+                                 "holdout": None if k else h.get("holdout"),
+                                 "crossfit": k, **({"crossfit_final": final} if k else {})})
+    fit_rows = (split == TRAIN) | (held if k else False)
     info = {**svm.info, "choice": dict(zip(names, choice, strict=True)),
-            "val_images_fit": int((split == TRAIN).sum()), "val_images_held": int(held.sum()),
+            "val_images_fit": int(fit_rows.sum()), "val_images_held": int(held.sum()),
             "held_out_metric": key,
             "held_out_accuracy": {  # of the metric "held_out_metric" (the key is historical)
                 "svm": None if svm_val is None else float(np.mean(svm_val)),
@@ -471,8 +525,9 @@ def store_points(bundle, points, h: dict) -> None:
 def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
                      keep_heads: bool = False, out: str | None = None) -> dict:
     """Operating points for an existing bundle, no network retrained: the heads stage of
-    `reproduce` again on ROOT's val split (same identity split rule and seed), which refits the
-    SVM heads (seconds) so the points are chosen on identities they never saw. With
+    `reproduce` again on ROOT's val split (same identity split rule or cross-fit folds, same
+    seed), which refits the SVM heads (seconds to minutes) so the points are chosen on
+    identities they never saw. With
     ``keep_heads`` the bundle's heads stay and score the held-out identities; if those heads
     were fit on all of val (as `reproduce` fits them), the points are in-sample, and the
     config says so. Writes OUT (default: the bundle in place); returns the points' config."""
@@ -482,7 +537,7 @@ def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
 
     bundle = load_bundle(model)
     h = recipe["heads"]
-    x, y, split = head_features(bundle, root, recipe, seed)
+    x, y, split, groups = head_features(bundle, root, recipe, seed)
     if keep_heads:
         weight, bias, _ = bundle.head_arrays()
         heads = LinearHeads(list(bundle.attributes), weight, bias)
@@ -491,13 +546,14 @@ def calibrate_points(model: str, root: str, recipe: dict, seed: int = 0,
         points = choose_points(linear_scores(xh, weight, bias), y[held], heads.names,
                                precisions=h.get("precisions", (0.8, 0.9, 0.95)),
                                method=h.get("points", "empirical"),
+                               balanced_platt_below=h.get("balanced_platt_below", 0),
                                info={"chosen_on": "val identities held out by the reproduce "
                                      "rule, scored by the bundle's own heads (in-sample if "
                                      "they were fit on all of val)", "seed": seed,
                                      "holdout": h["holdout"]})
         info = dict(bundle.config.get("heads_training") or {})
     else:
-        heads, info, points = heads_from_features(bundle, x, y, split, h, seed)
+        heads, info, points = heads_from_features(bundle, x, y, split, h, seed, groups)
         info = {"protocol": "calibrate-points", **info}
     store_points(bundle, points, h)
     write_heads_bundle(out or model, heads, bundle, info)

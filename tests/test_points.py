@@ -106,6 +106,22 @@ def test_platt_method_reads_the_sigmoid():
     assert abs(pts.threshold("accuracy")[0] - 1.0) < 0.1  # P = 0.5 at s = 1
 
 
+def test_balanced_guard_takes_platt_only_below_the_positive_count():
+    rng = np.random.default_rng(5)
+    s = rng.normal(0, 2, (400, 2))
+    truth = np.c_[rng.random(400) < 0.03, rng.random(400) < 0.4]  # ~12 and ~160 positives
+    y = truth.astype(float)
+    plain = choose_points(s, y, ["Rare", "Common"], method="guarded")
+    platt = choose_points(s, y, ["Rare", "Common"], method="platt")
+    guarded = choose_points(s, y, ["Rare", "Common"], method="guarded",
+                            balanced_platt_below=50)
+    t = guarded.threshold("balanced")
+    assert t[0] == platt.threshold("balanced")[0] != plain.threshold("balanced")[0]
+    assert t[1] == plain.threshold("balanced")[1]
+    assert guarded.threshold("accuracy")[0] == plain.threshold("accuracy")[0]
+    assert guarded.info["balanced_platt_below"] == 50
+
+
 def test_points_round_trip_through_json():
     rng = np.random.default_rng(4)
     y = (rng.random((300, 2)) < [0.3, 0.05]).astype(float)

@@ -262,8 +262,9 @@ def _add_calibrate_points(sub) -> None:
     p = _command(sub, "calibrate-points", "faceattr_ray.cli.calibrate:run_points",
                  "Store operating points (accuracy, balanced, precision thresholds per "
                  "attribute) and calibrated probabilities in an existing bundle, chosen on "
-                 "val identities held out of the heads' fit (reproduce's rule); no network "
-                 "is retrained.")
+                 "val identities held out of the heads' fit (reproduce's rule: a held-out "
+                 "share, or out-of-fold scores of every val face with heads.crossfit); no "
+                 "network is retrained.")
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--celeba-root", required=True,
                    help="CelebA-layout root whose val split fits the heads and chooses the points")

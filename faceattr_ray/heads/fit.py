@@ -139,8 +139,6 @@ def _as_images(features, labels, names, what: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _fit(backend, names: list[str], C, class_weight, refit: bool):
-    from faceattr_ray.metrics import attribute_metrics
-
     if class_weight not in (None, "balanced"):
         raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
     c_values = np.asarray(sorted(float(c) for c in C))
@@ -155,14 +153,8 @@ def _fit(backend, names: list[str], C, class_weight, refit: bool):
         scores, y_val = backend.scores(w.reshape(k * a, -1), VAL)
         if len(y_val) == 0:
             raise DataError("choosing C needs validation images; none were given")
-        key = "balanced_accuracy" if class_weight == "balanced" else "accuracy"
-        figures = np.full((k, a), -1.0)
-        for i in range(k):
-            m = attribute_metrics(y_val, scores[:, i * a:(i + 1) * a], names)["attributes"]
-            figures[i] = [-1.0 if m[n][key] is None else m[n][key] for n in names]
-        best = figures.argmax(0)  # first maximum: the smallest C, most regularised, wins ties
+        best, val_figures = choose_c(scores, y_val, names, c_values, class_weight)
         chosen = c_values[best]
-        val_figures = {"metric": key, "values": figures[best, np.arange(a)].tolist()}
     held_out = None
     if k > 1:
         held_out = (scores[:, best * a + np.arange(a)].astype(np.float32), y_val)
@@ -187,6 +179,23 @@ def _fit(backend, names: list[str], C, class_weight, refit: bool):
     if getattr(backend, "passes", None):
         heads.info["passes"] = list(backend.passes)
     return heads
+
+
+def choose_c(scores: np.ndarray, labels: np.ndarray, names: Sequence[str], c_values: np.ndarray,
+             class_weight: str | None) -> tuple[np.ndarray, dict]:
+    """Per attribute, the index of the best C on validation scores (n, K * A) (C-major: the
+    A columns of the first C, then the next) and labels (n, A): by accuracy, or balanced
+    accuracy with class_weight "balanced". Returns (best index (A,), {"metric", "values"})."""
+    from faceattr_ray.metrics import attribute_metrics
+
+    k, a = len(c_values), len(names)
+    key = "balanced_accuracy" if class_weight == "balanced" else "accuracy"
+    figures = np.full((k, a), -1.0)
+    for i in range(k):
+        m = attribute_metrics(labels, scores[:, i * a:(i + 1) * a], list(names))["attributes"]
+        figures[i] = [-1.0 if m[n][key] is None else m[n][key] for n in names]
+    best = figures.argmax(0)  # first maximum: the smallest C, most regularised, wins ties
+    return best, {"metric": key, "values": figures[best, np.arange(a)].tolist()}
 
 
 def _fittable(names, pos, neg, warn: bool = True) -> np.ndarray:

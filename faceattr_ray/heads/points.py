@@ -240,7 +240,8 @@ def platt_threshold(a: float, b: float, probability: float) -> float:
 
 def choose_points(scores, labels, names: Sequence[str],
                   precisions: Sequence[float] = DEFAULT_PRECISIONS,
-                  info: dict | None = None, method: str = "empirical") -> OperatingPoints:
+                  info: dict | None = None, method: str = "empirical",
+                  balanced_platt_below: int = 0) -> OperatingPoints:
     """Every point's threshold and Platt's sigmoid per attribute from held-out scores (N, A)
     and labels (N, A) in {1, 0, NaN} (NaN: left out for that attribute).
 
@@ -251,7 +252,11 @@ def choose_points(scores, labels, names: Sequence[str],
     P(present) = 0.5; balanced: P(present) = the attribute's positive rate, where a calibrated
     posterior's likelihood ratio is 1), two fitted numbers rather than a step function's
     maximum, so less tied to the few positives of a rare attribute. Precision points are
-    empirical either way."""
+    empirical either way.
+
+    ``balanced_platt_below`` N > 0: whatever the method, an attribute with fewer than N
+    positives among these images takes Platt's balanced threshold (a guard for rare
+    attributes; a large N gives Platt's for every attribute)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     s = np.asarray(scores, np.float64)
@@ -276,10 +281,12 @@ def choose_points(scores, labels, names: Sequence[str],
             thresholds["accuracy"][j] = guarded_accuracy_threshold(sj, tj)
         if method == "platt" and 0 < tj.sum() < len(tj):
             thresholds["accuracy"][j] = platt_threshold(a[j], b[j], 0.5)
+        if 0 < tj.sum() < len(tj) and (method == "platt" or tj.sum() < balanced_platt_below):
             thresholds["balanced"][j] = platt_threshold(a[j], b[j], float(tj.mean()))
+    guard = {"balanced_platt_below": int(balanced_platt_below)} if balanced_platt_below else {}
     return OperatingPoints(list(names), thresholds, a, b,
                            {"images": int(len(s)), "positives": positives, "method": method,
-                            **(info or {})}, held_out=(s, y))
+                            **guard, **(info or {})}, held_out=(s, y))
 
 
 NO_POINTS_NOTE = ("this bundle stores no operating points, so decisions are score > 0 (the "
