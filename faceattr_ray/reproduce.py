@@ -130,11 +130,15 @@ RECIPE: dict = {
     "family": "anet",
     "ssp_ssg": {
         "arch": {},  # SSPSSGConfig keys over the "ssp-ssg" preset (e.g. {"ssg": false})
-        # part masks: a face-parsing root (CelebAMask-HQ, Helen/LaPa), else generated people
-        # drawn with their masks into DIR/work/parts (count faces of `identities` people)
-        "parsing_data": None, "generated": {"count": 3000, "identities": 600},
+        # part masks: a face-parsing root (CelebAMask-HQ, Helen/LaPa); else "parts": "real",
+        # masks placed by each ROOT train face's own dark blobs (data/pseudo_parts.py; real
+        # faces, measured better on real val faces: README), or "drawn", generated people
+        # drawn with their masks (count faces of `identities` people), into DIR/work/parts
+        "parsing_data": None, "parts": "real", "generated": {"count": 3000, "identities": 600},
+        # faces moved by random similarities in training, so the parsing follows the face
         "parsing": {"epochs": 8, "batch_size": 32, "optimizer": "adamw", "lr": 0.003,
-                    "weight_decay": 1e-4, "schedule": "cosine"},
+                    "weight_decay": 1e-4, "schedule": "cosine",
+                    "move": {"scale": [0.85, 1.15], "shift": 0.1}},
         # joint: attribute tags + part masks (parsing_share of the rows, parsing_weight)
         "finetune": {"epochs": 12, "batch_size": 64, "optimizer": "adamw", "lr": 0.002,
                      "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
@@ -299,8 +303,10 @@ FAMILIES = ("anet", "ssp-ssg")
 def train_ssp_ssg(root: str, work: str, recipe: dict, common: dict, timer: Timer,
                   seed: int) -> tuple:
     """The SSP+SSG family's stages in place of ANet's: the parsing network on part masks (a
-    given parsing root, else generated people drawn with theirs), then the whole network
-    jointly on ROOT's attribute tags and those masks. Returns (network, its job config)."""
+    given parsing root, else ROOT's train faces with blob-placed masks or generated people
+    drawn with theirs), then the whole network jointly on ROOT's attribute tags and those
+    masks. Returns (network, its job config)."""
+    from faceattr_ray.data.pseudo_parts import write_pseudo_root
     from faceattr_ray.data.synthetic import write_aligned
     from faceattr_ray.train import api
 
@@ -310,8 +316,13 @@ def train_ssp_ssg(root: str, work: str, recipe: dict, common: dict, timer: Timer
     if not parts:
         with timer.stage("parsing_data"):
             parts = os.path.join(work, "parts")
-            g = sg["generated"]
-            write_aligned(parts, g["count"], g["identities"], seed=seed + 17, masks=True)
+            if sg.get("parts", "real") == "real":
+                write_pseudo_root(root, parts, "train", common.get("limit"))
+            elif sg["parts"] == "drawn":
+                g = sg["generated"]
+                write_aligned(parts, g["count"], g["identities"], seed=seed + 17, masks=True)
+            else:
+                raise ValueError(f"ssp_ssg.parts: {sg['parts']!r}; use 'real' or 'drawn'")
     with timer.stage("parsing"):
         net, metrics, _ = api.train_parsing(parts, ssp_ssg=sg.get("arch"), **common,
                                             **sg["parsing"], preprocess=preprocess,
