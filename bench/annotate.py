@@ -7,8 +7,10 @@ with no one):
 
 - machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use);
 - FLOPs per image of the cascade on the corpus (torch's FlopCounterMode, as bench/flops.py);
-- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last,
-  threads, batch size); its GFLOP/s over the machine's = network_flop_efficiency;
+- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last
+  kernels, batch 8 and twice the batch; alternated over two rounds, best of each); the best
+  one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
+  breakdown (share of the time by operator: what the matmul rate does not explain);
 - bare loop: decode + predict, no Ray; the pipeline (the annotate job on one Ray that this
   bench starts; one actor pool, and split pools for comparison), each as a whole run and at
   steady state: images/s after the first batch, from the times the batches end (the bare loop)
@@ -166,6 +168,20 @@ def network_rate(predictor, images: list, batch: int, count: int, device: str) -
     return done / (time.perf_counter() - start)
 
 
+def profile_top(predictor, images: list, rows: int = 8) -> list[tuple[str, float]]:
+    """Where the network loop's time goes: the share of each operator's self time in one
+    `Predictor.predict` (torch.profiler, after a warm-up call), the ``rows`` largest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    predictor.predict(images)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        predictor.predict(images)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    return [(e.key, round(e.self_cpu_time_total / total, 3)) for e in top]
+
+
 def bare_loop(paths: list[str], predictor, batch: int, device: str) -> dict:
     """Decode + predict in one plain loop, no Ray: images/s whole and at steady state (after
     the first batch, `steady_rate` of the batches' end times, as the pipeline's actor logs)."""
@@ -205,18 +221,18 @@ def peak_rss_mb(pid: int) -> float:
 
 def start_ray() -> str:
     """Start the one Ray of this bench (all CPUs, as `faceattr-ray annotate` does by default);
-    its address, for the annotate processes that join it. Tried twice: Ray gives up after 30 s
-    on an overloaded machine."""
+    its address, for the annotate processes that join it. Tried up to 4 times: Ray gives up
+    after 30 s (fixed in Ray) when its raylet starts slowly on an overloaded machine."""
     import ray
 
-    for attempt in (1, 2):
+    for attempt in range(1, 5):
         try:
             ray.init(include_dashboard=False, log_to_driver=False)
             return ray.get_runtime_context().gcs_address
         except Exception as e:  # noqa: BLE001 (Ray's start-up errors have no common type)
             ray.shutdown()
-            print(f"bench: Ray did not start (attempt {attempt} of 2): {e}", flush=True)
-    sys.exit("bench/annotate.py: Ray did not start twice")
+            print(f"bench: Ray did not start (attempt {attempt} of 4): {e}", flush=True)
+    sys.exit("bench/annotate.py: Ray did not start in 4 attempts")
 
 
 def run_pipeline(inputs: str, model: str, out: str, batch: int, **options) -> dict:
@@ -333,22 +349,31 @@ def main() -> None:
               f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
               f"{decode['draft_ms']} ms: {decode['speedup']}x", flush=True)
         images = decode_work(unique)
-        variants = {}
-        flops = None
-        for name, kw, batch in (("fp32", {}, args.batch_size),
-                                ("fp32 channels-last", {"channels_last": True}, args.batch_size),
-                                ("fp32 batch 8", {}, 8)):
-            # A fresh bundle each: channels-last converts the networks in place.
-            predictor = Predictor(load_bundle(model, device=device), device, "lnet", **kw)
-            if flops is None:
-                flops = cascade_flops(predictor, images)
-                print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)",
-                      flush=True)
-            rate = network_rate(predictor, images, batch, max(2 * batch, len(images)), device)
-            variants[name] = {"images_per_s": round(rate, 2),
-                              "gflops": round(rate * flops / 1e9, 2)}
-            print(f"network loop, {name}: {json.dumps(variants[name])}", flush=True)
+        b = args.batch_size
+        settings = {"fp32": ({"channels_last": False}, b),
+                    "fp32 channels-last": ({"channels_last": True}, b),
+                    "fp32 batch 8": ({}, 8), f"fp32 batch {2 * b}": ({}, 2 * b)}
+        # A fresh bundle each: channels-last converts the networks in place.
+        predictors = {name: Predictor(load_bundle(model, device=device), device, "lnet", **kw)
+                      for name, (kw, _) in settings.items()}
+        flops = cascade_flops(predictors["fp32"], images)
+        print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)", flush=True)
+        # Settings alternate over two rounds, best of each kept: a shared machine's load
+        # drifts, and one long turn each would hand the drift to one setting.
+        rates: dict[str, list[float]] = {name: [] for name in settings}
+        for _ in range(2):
+            for name, (_, batch) in settings.items():
+                count = max(2 * batch, len(images) // 2)
+                rates[name].append(network_rate(predictors[name], images, batch, count, device))
+        variants = {name: {"images_per_s": round(max(r), 2),
+                           "gflops": round(max(r) * flops / 1e9, 2)}
+                    for name, r in rates.items()}
+        for name, v in variants.items():
+            print(f"network loop, {name}: {json.dumps(v)}", flush=True)
         best = max(variants, key=lambda k: variants[k]["images_per_s"])
+        top = profile_top(predictors[best], images[: settings[best][1]])
+        print("network loop profile, share of its time by operator (torch.profiler, self "
+              "time): " + ", ".join(f"{name} {share:.0%}" for name, share in top), flush=True)
         if device == "cuda":
             with GpuUtilisation() as util:
                 variants["auto precision"] = {"images_per_s": round(network_rate(
@@ -398,6 +423,7 @@ def main() -> None:
             "network_images_per_s": variants[best]["images_per_s"],
             "network_gflops": net,
             "network_flop_efficiency": round(net / gflops, 3),
+            "network_profile_top": top,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
             "pipeline_images_per_s": pipe_whole,
