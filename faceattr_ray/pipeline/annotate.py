@@ -221,11 +221,27 @@ def read_batch_clock(path: str) -> list[tuple[float, int]]:
         return sorted((float(t), int(n)) for t, n in (line.split() for line in f if line.strip()))
 
 
+class _TableActor:
+    """What a pipeline's last model stage shares: its ``results`` become table rows, and the
+    batch's leaving is timed (`BatchClock`)."""
+
+    rows: _TableRows
+    clock: BatchClock
+
+    def results(self, batch: dict[str, np.ndarray]) -> dict:
+        raise NotImplementedError
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        table = self.rows.table(batch, self.results(batch))
+        self.clock.tick(len(batch["path"]))
+        return table
+
+
 def _ok_rows(batch: dict[str, np.ndarray]) -> list[int]:
     return [i for i, s in enumerate(batch["status"]) if s == "ok"]
 
 
-class AnnotateActor:
+class AnnotateActor(_TableActor):
     """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
 
     def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
@@ -241,11 +257,6 @@ class AnnotateActor:
         """{row: `ImageResult`} of the batch's decoded images (sizes: the working size)."""
         ok = _ok_rows(batch)
         return dict(zip(ok, self.predictor.predict(batch_images(batch, ok)), strict=True))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        table = self.rows.table(batch, self.results(batch))
-        self.clock.tick(len(batch["path"]))
-        return table
 
 
 # Split pools (`--stages split`): LNets in one pool, ANet + heads in another. Between them travel
@@ -278,7 +289,7 @@ class LocalizeActor:
         return out
 
 
-class DescribeActor:
+class DescribeActor(_TableActor):
     """Pool 2 of the split pipeline: ANet one pass + heads over the face crops, then table rows."""
 
     def __init__(self, model: str, localizer: str, with_features: bool,
@@ -308,11 +319,6 @@ class DescribeActor:
         scores, features = self.predictor.describe(crops.reshape(-1, side, side, 3))
         shapes = [(int(batch["work_height"][i]), int(batch["work_width"][i])) for i in ok]
         return dict(zip(ok, assemble_results(shapes, detections, scores, features), strict=True))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        table = self.rows.table(batch, self.results(batch))
-        self.clock.tick(len(batch["path"]))
-        return table
 
 
 # --- resume ----------------------------------------------------------------------------------
