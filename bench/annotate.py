@@ -40,6 +40,10 @@ import time
 
 import _corpus
 
+# torch.profiler (the network loop's profile) otherwise prints an ERROR line about GPUs on a CPU
+# machine; it must be set before torch loads.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
 
 def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048) -> float:
     """fp32 matrix-product rate of this machine (torch's current thread count)."""
