@@ -7,14 +7,18 @@ with no one):
 
 - machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use);
 - FLOPs per image of the cascade on the corpus (torch's FlopCounterMode, as bench/flops.py);
-- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last,
-  threads, batch size); its GFLOP/s over the machine's = network_flop_efficiency;
-- bare loop: decode + predict, no Ray; the pipeline (`faceattr-ray annotate`, a fresh Ray;
-  one actor pool, and split pools for comparison), each as a whole run and at steady state (images/s after the first batch: the bare loop's
-  batch times; the pipeline's output files' times);
+- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last
+  kernels, batch 8 and twice the batch; alternated over two rounds, best of each); the best
+  one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
+  breakdown (share of the time by operator: what the matmul rate does not explain);
+- bare loop: decode + predict, no Ray; the pipeline (the annotate job on one Ray that this
+  bench starts; one actor pool, and split pools for comparison), each as a whole run and at
+  steady state: images/s after the first batch, from the times the batches end (the bare loop)
+  or leave the model actor (`pipeline.annotate.BatchClock`), not from output files (Ray Data
+  writes them in a burst at the end);
 - decode of the 12 MP JPEGs: a full decode shrunk to the working size vs `decode_reduced`;
-- driver peak RSS (VmHWM of the annotate process alone) over a streamed 1,000,000-row and a
-  100,000-row Parquet manifest, stopping after --rss-images images.
+- driver peak RSS (VmHWM of a `faceattr-ray annotate` process that joins the bench's Ray) over
+  a streamed 1,000,000-row and a 100,000-row Parquet manifest, stopping after --rss-images.
 
     python bench/annotate.py                      # the figures (about 10 minutes on 2 idle cores)
     python bench/annotate.py --model faceattr_ray/bundled/celeba-mini-wild   # the bundled model
@@ -35,6 +39,10 @@ import threading
 import time
 
 import _corpus
+
+# torch.profiler (the network loop's profile) otherwise prints an ERROR line about GPUs on a CPU
+# machine; it must be set before torch loads.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
 def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048) -> float:
@@ -164,19 +172,40 @@ def network_rate(predictor, images: list, batch: int, count: int, device: str) -
     return done / (time.perf_counter() - start)
 
 
+def profile_top(predictor, images: list, rows: int = 8) -> list[tuple[str, float]]:
+    """Where the network loop's time goes: the share of each operator's self time in one
+    `Predictor.predict` (torch.profiler, after a warm-up call), the ``rows`` largest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    predictor.predict(images)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        predictor.predict(images)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    return [(e.key, round(e.self_cpu_time_total / total, 3)) for e in top]
+
+
 def bare_loop(paths: list[str], predictor, batch: int, device: str) -> dict:
-    """Decode + predict in one plain loop, no Ray: images/s whole and after the first batch."""
+    """Decode + predict in one plain loop, no Ray: images/s whole and at steady state (after
+    the first batch, `steady_rate` of the batches' end times, as the pipeline's actor logs)."""
     start = time.perf_counter()
-    first = None
+    ticks = []
     for i in range(0, len(paths), batch):
-        predictor.predict(decode_work(paths[i : i + batch]))
+        chunk = paths[i : i + batch]
+        predictor.predict(decode_work(chunk))
         _sync(device)
-        if first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    rest = len(paths) - min(batch, len(paths))
-    return {"whole": len(paths) / (end - start),
-            "steady": rest / (end - first) if rest and end > first else None}
+        ticks.append((time.perf_counter(), len(chunk)))
+    return {"whole": len(paths) / (ticks[-1][0] - start), "steady": steady_rate(ticks)}
+
+
+def steady_rate(ticks: list[tuple[float, int]]) -> float | None:
+    """images/s after the first batch: the images of every later batch over the time from the
+    first batch's end to the last's. ``ticks``: (end time, images) per batch, in time order.
+    None with fewer than two batches."""
+    if len(ticks) < 2 or ticks[-1][0] <= ticks[0][0]:
+        return None
+    return sum(n for _, n in ticks[1:]) / (ticks[-1][0] - ticks[0][0])
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -194,26 +223,43 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
-    """`faceattr-ray annotate` in a fresh process (a clean Ray): its summary, its steady-state
-    images/s from its output files' times, and the driver's peak RSS. Tried twice when Ray
-    itself fails to start (it gives up after 30 s on an overloaded machine)."""
-    for attempt in (1, 2):
+def start_ray() -> str:
+    """Start the one Ray of this bench (all CPUs, as `faceattr-ray annotate` does by default);
+    its address, for the annotate processes that join it. Tried up to 4 times: Ray gives up
+    after 30 s (fixed in Ray) when its raylet starts slowly on an overloaded machine."""
+    import ray
+
+    for attempt in range(1, 5):
         try:
-            return _run_annotate(inputs, model, out, batch, *extra)
-        except RayStartTimeout:
-            shutil.rmtree(out, ignore_errors=True)
-            print(f"annotate: Ray did not start (attempt {attempt} of 2)", flush=True)
-    sys.exit("annotate failed: Ray did not start twice")
+            ray.init(include_dashboard=False, log_to_driver=False)
+            return ray.get_runtime_context().gcs_address
+        except Exception as e:  # noqa: BLE001 (Ray's start-up errors have no common type)
+            ray.shutdown()
+            print(f"bench: Ray did not start (attempt {attempt} of 4): {e}", flush=True)
+    sys.exit("bench/annotate.py: Ray did not start in 4 attempts")
 
 
-class RayStartTimeout(Exception):
-    pass
+def run_pipeline(inputs: str, model: str, out: str, batch: int, **options) -> dict:
+    """The annotate job in this process, on the bench's Ray: its summary (images/s whole: from
+    planning to the summary, the actors' start-up included) and its steady state, from the
+    times the batches left the model actor(s) (`BatchClock`)."""
+    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate, read_batch_clock
+
+    clock = out + ".batches"
+    summary = annotate([inputs], model, out, AnnotateOptions(batch_size=batch,
+                                                             timing_log=clock, **options))
+    ticks = read_batch_clock(clock)
+    summary["batches"] = len(ticks)
+    summary["steady_images_per_s"] = steady_rate(ticks)
+    return summary
 
 
-def _run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) -> dict:
+def driver_rss(inputs: str, model: str, out: str, batch: int, address: str,
+               *extra: str) -> dict:
+    """`faceattr-ray annotate` in a fresh process that joins the bench's Ray: its summary and
+    that process's peak RSS (the driver alone, sampled every 0.1 s and read as VmHWM)."""
     cmd = [sys.executable, "-m", "faceattr_ray.cli", "annotate", inputs, "--model", model,
-           "--output", out, "--batch-size", str(batch), *extra]  # fmt: skip
+           "--output", out, "--batch-size", str(batch), "--address", address, *extra]
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
@@ -228,30 +274,12 @@ def _run_annotate(inputs: str, model: str, out: str, batch: int, *extra: str) ->
     sampler.start()
     output, _ = proc.communicate()
     sampler.join()
-    if proc.returncode != 0 and "timed out during startup" in output:
-        raise RayStartTimeout
     if proc.returncode != 0:
         sys.exit(f"annotate failed:\n{output[-3000:]}")
     with open(os.path.join(out, "_SUMMARY.json")) as f:
         summary = json.load(f)
-    summary["steady_images_per_s"] = steady_rate(out)
     summary["driver_peak_rss_mb"] = round(peak[0], 1)
     return summary
-
-
-def steady_rate(out: str) -> float | None:
-    """images/s between the first output file and the last (files are written as batches
-    leave the actors), the first file's images left out."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    files = sorted((os.path.getmtime(os.path.join(out, f)), os.path.join(out, f))
-                   for f in os.listdir(out) if f.endswith(".parquet"))
-    if len(files) < 2 or files[-1][0] <= files[0][0]:
-        return None
-    images = [pc.count_distinct(pq.read_table(p, columns=["path"])["path"]).as_py()
-              for _, p in files]
-    return sum(images[1:]) / (files[-1][0] - files[0][0])
 
 
 def write_manifest(path: str, rows: int, real: list[str]) -> None:
@@ -291,7 +319,7 @@ def main() -> None:
                  "(torch.cuda.is_available() is False)")
     preset, sizes = "cpu", _corpus.SIZES
     if args.smoke_test:
-        # batch 2: blocks of 8 paths, so the 12 images land in 2 files and steady state shows
+        # batch 2: 6 batches leave the actor, so the steady state has 5 to time
         args.images, args.unique, args.batch_size, args.rss_images = 12, 6, 2, 4
         args.manifest_rows, preset = (10_000, 1_000), "tiny"
         sizes = ((64, 48), (160, 120), (400, 300))
@@ -325,22 +353,31 @@ def main() -> None:
               f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
               f"{decode['draft_ms']} ms: {decode['speedup']}x", flush=True)
         images = decode_work(unique)
-        variants = {}
-        flops = None
-        for name, kw, batch in (("fp32", {}, args.batch_size),
-                                ("fp32 channels-last", {"channels_last": True}, args.batch_size),
-                                ("fp32 batch 8", {}, 8)):
-            # A fresh bundle each: channels-last converts the networks in place.
-            predictor = Predictor(load_bundle(model, device=device), device, "lnet", **kw)
-            if flops is None:
-                flops = cascade_flops(predictor, images)
-                print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)",
-                      flush=True)
-            rate = network_rate(predictor, images, batch, max(2 * batch, len(images)), device)
-            variants[name] = {"images_per_s": round(rate, 2),
-                              "gflops": round(rate * flops / 1e9, 2)}
-            print(f"network loop, {name}: {json.dumps(variants[name])}", flush=True)
+        b = args.batch_size
+        settings = {"fp32": ({"channels_last": False}, b),
+                    "fp32 channels-last": ({"channels_last": True}, b),
+                    "fp32 batch 8": ({}, 8), f"fp32 batch {2 * b}": ({}, 2 * b)}
+        # A fresh bundle each: channels-last converts the networks in place.
+        predictors = {name: Predictor(load_bundle(model, device=device), device, "lnet", **kw)
+                      for name, (kw, _) in settings.items()}
+        flops = cascade_flops(predictors["fp32"], images)
+        print(f"cascade: {flops / 1e9:.3f} GFLOPs per image of this corpus (mean)", flush=True)
+        # Settings alternate over two rounds, best of each kept: a shared machine's load
+        # drifts, and one long turn each would hand the drift to one setting.
+        rates: dict[str, list[float]] = {name: [] for name in settings}
+        for _ in range(2):
+            for name, (_, batch) in settings.items():
+                count = max(2 * batch, len(images) // 2)
+                rates[name].append(network_rate(predictors[name], images, batch, count, device))
+        variants = {name: {"images_per_s": round(max(r), 2),
+                           "gflops": round(max(r) * flops / 1e9, 2)}
+                    for name, r in rates.items()}
+        for name, v in variants.items():
+            print(f"network loop, {name}: {json.dumps(v)}", flush=True)
         best = max(variants, key=lambda k: variants[k]["images_per_s"])
+        top = profile_top(predictors[best], images[: settings[best][1]])
+        print("network loop profile, share of its time by operator (torch.profiler, self "
+              "time): " + ", ".join(f"{name} {share:.0%}" for name, share in top), flush=True)
         if device == "cuda":
             with GpuUtilisation() as util:
                 variants["auto precision"] = {"images_per_s": round(network_rate(
@@ -351,20 +388,24 @@ def main() -> None:
         bare = bare_loop(paths, predictor, args.batch_size, device)
         print(f"bare loop: {bare['whole']:.2f} images/s whole, {bare['steady'] or 0:.2f} steady",
               flush=True)
-        extra = ["--num-gpus", "1"] if device == "cuda" else []
-        pipe = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "out"),
-                            args.batch_size, *extra)
+        # One Ray for every run, started after the loops so they have the cores to themselves.
+        address = start_ray()
+        gpu = {"num_gpus": 1.0} if device == "cuda" else {}
+        images_dir = os.path.join(work, "images")
+        pipe = run_pipeline(images_dir, model, os.path.join(work, "out"), args.batch_size, **gpu)
         print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
-              f"{pipe['steady_images_per_s'] or 0:.2f} steady", flush=True)
-        split = run_annotate(os.path.join(work, "images"), model, os.path.join(work, "split"),
-                             args.batch_size, "--stages", "split", *extra)
+              f"{pipe['steady_images_per_s'] or 0:.2f} steady ({pipe['batches']} batches "
+              "timed as they left the actor)", flush=True)
+        split = run_pipeline(images_dir, model, os.path.join(work, "split"), args.batch_size,
+                             stages="split", **gpu)
         large, small = args.manifest_rows
         rss = {}
+        extra = ["--num-gpus", "1"] if device == "cuda" else []
         for rows in (large, small):
             manifest = os.path.join(work, f"manifest-{rows}.parquet")
             write_manifest(manifest, rows, paths[: args.rss_images])
-            run = run_annotate(manifest, model, os.path.join(work, f"out-{rows}"),
-                               args.batch_size, "--limit", str(args.rss_images), *extra)
+            run = driver_rss(manifest, model, os.path.join(work, f"out-{rows}"),
+                             args.batch_size, address, "--limit", str(args.rss_images), *extra)
             assert run["images"] == args.rss_images, run
             rss[rows] = run["driver_peak_rss_mb"]
 
@@ -372,10 +413,11 @@ def main() -> None:
         pipe_whole, pipe_steady = pipe["images_per_s"], pipe["steady_images_per_s"]
         if device == "cuda":
             print(f"network loop, auto precision: {json.dumps(variants['auto precision'])}")
-        print(f"pipeline:  {pipe_whole:.2f} images/s whole (Ray and actor start-up included), "
-              f"{pipe_steady or 0:.2f} steady")
+        print(f"pipeline:  {pipe_whole:.2f} images/s whole (actor start-up included), "
+              f"{pipe_steady or 0:.2f} steady (after the first batch left the actor)")
         print(f"split pools (LNets | ANet + heads): {split['images_per_s']:.2f} images/s whole, "
-              f"{split['images_per_s'] / pipe_whole:.2f}x the one-pool pipeline")
+              f"{split['steady_images_per_s'] or 0:.2f} steady; "
+              f"{split['images_per_s'] / pipe_whole:.2f}x the one-pool pipeline whole")
         print(f"driver peak RSS, streamed manifest: {rss[large]:.0f} MiB for {large:,} rows, "
               f"{rss[small]:.0f} MiB for {small:,} rows (stopping after {args.rss_images})")
         result = {
@@ -385,6 +427,7 @@ def main() -> None:
             "network_images_per_s": variants[best]["images_per_s"],
             "network_gflops": net,
             "network_flop_efficiency": round(net / gflops, 3),
+            "network_profile_top": top,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
             "pipeline_images_per_s": pipe_whole,
@@ -393,8 +436,10 @@ def main() -> None:
             "whole_run_ratio": round(pipe_whole / bare["whole"], 3),
             "split_pools_images_per_s": split["images_per_s"],
             "split_over_one_pool": round(split["images_per_s"] / pipe_whole, 3),
+            "split_pools_steady_images_per_s": round(split["steady_images_per_s"] or 0, 2),
             "steady_ratio": round((pipe_steady or 0) / bare["steady"], 3) if bare["steady"]
             else None,
+            "pipeline_timed_batches": pipe["batches"],
             "decode_12mp_speedup": decode["speedup"],
             "decode_12mp_ms": [decode["full_ms"], decode["draft_ms"]],
             "driver_rss_mb": [rss[large], rss[small]],

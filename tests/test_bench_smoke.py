@@ -4,10 +4,13 @@ or Ray Train, and the last line of each is its JSON."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,8 +77,33 @@ def test_annotate():
     keys = ("network_flop_efficiency", "pipeline_flop_efficiency", "steady_ratio",
             "whole_run_ratio", "decode_12mp_speedup", "driver_rss_1m_over_100k", "machine_gflops")
     assert all(result[k] is not None and result[k] > 0 for k in keys), result
+    # The steady state is timed from the batches leaving the actor: at least two of them.
+    assert result["pipeline_timed_batches"] >= 2 and math.isfinite(result["steady_ratio"])
     assert result["pipeline_images_per_s"] > 0 and result["bare_images_per_s"] > 0
     assert result["split_pools_images_per_s"] > 0 and min(result["driver_rss_mb"]) > 0
+
+
+def test_the_steady_state_is_timed_from_the_actors_batch_clock(tmp_path, monkeypatch):
+    """bench/annotate.py's steady state: images after the first batch over the time from the
+    first batch leaving the actor to the last (`BatchClock` lines), not output files' times."""
+    from faceattr_ray.pipeline.annotate import BatchClock, read_batch_clock
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    spec = importlib.util.spec_from_file_location("bench_annotate",
+                                                  os.path.join(ROOT, "bench", "annotate.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    log = str(tmp_path / "clock")
+    assert read_batch_clock(log) == [] and bench.steady_rate([]) is None
+    BatchClock(None).tick(3)  # no file asked for: nothing written
+    clock = BatchClock(log)
+    for images in (4, 4, 2):
+        clock.tick(images)
+        time.sleep(0.01)
+    ticks = read_batch_clock(log)
+    assert [n for _, n in ticks] == [4, 4, 2]
+    assert bench.steady_rate(ticks) == pytest.approx(6 / (ticks[-1][0] - ticks[0][0]))
+    assert bench.steady_rate(ticks[:1]) is None  # one batch: no steady state to time
 
 
 def test_annotate_cuda_without_a_gpu_is_one_line():

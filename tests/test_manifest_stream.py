@@ -54,27 +54,43 @@ def by_path(output: str) -> dict[str, dict]:
 
 
 def test_streamed_manifests_give_the_folders_table(local_ray, model, photos, tmp_path):  # noqa: F811
-    from faceattr_ray.pipeline.annotate import AnnotateOptions, annotate, plan_annotate
+    from faceattr_ray.pipeline.annotate import (
+        AnnotateOptions,
+        annotate,
+        plan_annotate,
+        read_batch_clock,
+    )
+    from faceattr_ray.pipeline.manifest import pending_entries
 
     folder, paths = photos
-    opts = AnnotateOptions(batch_size=2)
-    annotate([folder], model, str(tmp_path / "folder"), opts)
+    annotate([folder], model, str(tmp_path / "folder"), AnnotateOptions(batch_size=2))
     want = by_path(str(tmp_path / "folder"))
     assert sorted(want) == paths
     assert want[os.path.join(folder, "corrupt.jpg")]["status"] == "error"
-    for fmt, manifest in write_manifests(str(tmp_path), paths).items():
-        plan = plan_annotate([manifest], model, str(tmp_path / fmt), opts)
+    manifests = write_manifests(str(tmp_path), paths)
+    for fmt, manifest in manifests.items():
+        plan = plan_annotate([manifest], model, str(tmp_path / fmt), AnnotateOptions())
         assert plan.pending is None and plan.manifest == manifest  # streamed, not listed
         assert plan.inputs == len(paths) + 1  # entries, the repeated one included
-        annotate([manifest], model, str(tmp_path / fmt), opts)
-        got = by_path(str(tmp_path / fmt))
-        assert sorted(got) == sorted(want), fmt
-        for path, row in want.items():
-            other = got[path]
-            assert other["status"] == row["status"], (fmt, path)
-            if row["status"] == "ok":
-                np.testing.assert_allclose(other["box"], row["box"], atol=1e-3)
-                assert other["face_score"] == pytest.approx(row["face_score"], abs=1e-5)
+        # What the pipeline's read task streams: the formats differ only in how entries are
+        # read, so each gives the same paths (in order, the repeat dropped); one format then
+        # runs through Ray below, and its table must be the folder's.
+        stream = [p for t in pending_entries(manifest, [], rows=2) for p in t["path"].to_pylist()]
+        assert stream == paths, fmt
+    clock = str(tmp_path / "clock")
+    annotate([manifests["parquet"]], model, str(tmp_path / "parquet"),
+             AnnotateOptions(batch_size=2, timing_log=clock))
+    got = by_path(str(tmp_path / "parquet"))
+    assert sorted(got) == sorted(want)
+    for path, row in want.items():
+        other = got[path]
+        assert other["status"] == row["status"], path
+        if row["status"] == "ok":
+            np.testing.assert_allclose(other["box"], row["box"], atol=1e-3)
+            assert other["face_score"] == pytest.approx(row["face_score"], abs=1e-5)
+    # The actor logged each batch as it left (bench/annotate.py's steady state): every input.
+    ticks = read_batch_clock(clock)
+    assert len(ticks) >= 3 and sum(n for _, n in ticks) == len(paths)
 
 
 def test_limit_then_rerun_finishes_a_streamed_manifest_exactly(local_ray, model, photos,  # noqa: F811

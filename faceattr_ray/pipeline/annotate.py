@@ -194,27 +194,69 @@ class _TableRows:
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
+class BatchClock:
+    """Appends ``time images`` (wall-clock seconds, the batch's inputs) to a file as each batch
+    leaves the last model actor: the pipeline's steady state, measured where the work is done
+    (bench/annotate.py). Output files cannot tell it: Ray Data writes them in a burst at the
+    end. One short append per batch, so actors of one pool can share the file."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def tick(self, images: int) -> None:
+        if self.path is None:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{time.time():.6f} {images}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def read_batch_clock(path: str) -> list[tuple[float, int]]:
+    """The (time, images) lines a `BatchClock` wrote, in time order; [] when there are none."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return sorted((float(t), int(n)) for t, n in (line.split() for line in f if line.strip()))
+
+
+class _TableActor:
+    """What a pipeline's last model stage shares: its ``results`` become table rows, and the
+    batch's leaving is timed (`BatchClock`)."""
+
+    rows: _TableRows
+    clock: BatchClock
+
+    def results(self, batch: dict[str, np.ndarray]) -> dict:
+        raise NotImplementedError
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        table = self.rows.table(batch, self.results(batch))
+        self.clock.tick(len(batch["path"]))
+        return table
+
+
 def _ok_rows(batch: dict[str, np.ndarray]) -> list[int]:
     return [i for i, s in enumerate(batch["status"]) if s == "ok"]
 
 
-class AnnotateActor:
+class AnnotateActor(_TableActor):
     """Holds the whole cascade (LNets, ANet, heads) and turns decoded images into table rows."""
 
     def __init__(self, model: str, localizer: str, all_faces: bool, with_features: bool,
                  threads: int | None = None, point: str | None = None,
-                 probabilities: bool = False, precision: str = "auto") -> None:
+                 probabilities: bool = False, precision: str = "auto",
+                 timing_log: str | None = None) -> None:
         bundle, self.predictor = _load_predictor(model, localizer, all_faces, with_features,
                                                  threads, parts="all", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
+        self.clock = BatchClock(timing_log)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         """{row: `ImageResult`} of the batch's decoded images (sizes: the working size)."""
         ok = _ok_rows(batch)
         return dict(zip(ok, self.predictor.predict(batch_images(batch, ok)), strict=True))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        return self.rows.table(batch, self.results(batch))
 
 
 # Split pools (`--stages split`): LNets in one pool, ANet + heads in another. Between them travel
@@ -247,15 +289,17 @@ class LocalizeActor:
         return out
 
 
-class DescribeActor:
+class DescribeActor(_TableActor):
     """Pool 2 of the split pipeline: ANet one pass + heads over the face crops, then table rows."""
 
     def __init__(self, model: str, localizer: str, with_features: bool,
                  threads: int | None = None, point: str | None = None,
-                 probabilities: bool = False, precision: str = "auto") -> None:
+                 probabilities: bool = False, precision: str = "auto",
+                 timing_log: str | None = None) -> None:
         bundle, self.predictor = _load_predictor(model, localizer, False, with_features, threads,
                                                  parts="describe", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
+        self.clock = BatchClock(timing_log)
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         """{row: `ImageResult`} as `AnnotateActor.results` gives them, from pool 1's boxes and
@@ -275,9 +319,6 @@ class DescribeActor:
         scores, features = self.predictor.describe(crops.reshape(-1, side, side, 3))
         shapes = [(int(batch["work_height"][i]), int(batch["work_width"][i])) for i in ok]
         return dict(zip(ok, assemble_results(shapes, detections, scores, features), strict=True))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        return self.rows.table(batch, self.results(batch))
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -336,6 +377,7 @@ class AnnotateOptions:
     probabilities: bool = False  # calibrated probability columns (the bundle's Platt fit)
     limit: int | None = None  # annotate at most this many of the pending inputs
     precision: str = "auto"  # the networks' arithmetic (`Predictor`): auto, fp32, bf16, fp16
+    timing_log: str | None = None  # a local file: each batch's leave time (`BatchClock`)
 
     def check(self) -> None:
         """One-line errors, named like the command's flags, for values the job cannot run."""
@@ -551,7 +593,8 @@ def _annotate_dataset(ds, plan: AnnotatePlan) -> None:
             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus,
         )  # fmt: skip
 
-    rows_opts = {"point": opts.operating_point, "probabilities": opts.probabilities}
+    rows_opts = {"point": opts.operating_point, "probabilities": opts.probabilities,
+                 "timing_log": opts.timing_log}
     if opts.stages == "split":
         ds = pool(LocalizeActor, all_faces=opts.all_faces)
         ds = pool(DescribeActor, with_features=opts.features, **rows_opts)
