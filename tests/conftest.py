@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -16,3 +17,24 @@ def celeba_mini_root() -> str:
     if not os.path.exists(os.path.join(root, "list_attr_celeba.txt")):
         pytest.skip("celeba-mini not present (../shared/data/celeba-mini)")
     return os.path.abspath(root)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """The local Ray of the tests that need one, shared between modules (each start costs ~8 s
+    on 2 cores): started here unless one is up (a CLI test may have shut it down), with 4 logical
+    CPUs on a 2-core machine so decode tasks and actors never wait on each other (the 2-core
+    trap); shut down when the session ends."""
+    import ray
+
+    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_down_at_the_end():
+    yield
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()

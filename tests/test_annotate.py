@@ -26,15 +26,6 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
-    # 4 logical CPUs on a 2-core machine: decode tasks and the actor never wait on each other.
-    ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("bundle") / "model")
     save_bundle(path, build_bundle("tiny", attributes=["Smiling", "Eyeglasses", "Male"]))

@@ -119,17 +119,9 @@ def test_crossfit_thresholds_beat_the_30_percent_holdout_on_average():
     assert np.mean(np.array(figures[5]) >= np.array(figures[0])) >= 0.5
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_ray_solver_cross_fits_like_liblinear(ray_local):
+def test_ray_solver_cross_fits_like_liblinear(local_ray):
     """RECIPE's solver is "ray": the same folds give the same out-of-fold scores and C."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(160, 6)).astype(np.float32)

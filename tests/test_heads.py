@@ -23,14 +23,6 @@ def make_data(n=400, p=3, f=16, seed=0, noise=2.0, patch_noise=0.5, bias=(0.0, 1
     return x.astype(np.float32), y.astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def accuracy(heads, x, y):
     return ((heads.decision_function(x) > 0) == (y > 0.5)).mean()
 
@@ -46,7 +38,7 @@ def test_separable_features_are_learnt_perfectly():
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
-def test_ray_solver_matches_linearsvc(ray_local, class_weight):
+def test_ray_solver_matches_linearsvc(local_ray, class_weight):
     x, y = make_data(n=500)
     y[np.random.default_rng(3).random(y.shape) < 0.1] = np.nan  # missing labels too
     xt, yt = make_data(n=1000, seed=1)

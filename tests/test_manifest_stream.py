@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_annotate import local_ray, model, read_rows, scenes  # noqa: F401 (fixtures)
+from test_annotate import model, read_rows, scenes  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -18,14 +18,6 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
-    ray.init(num_cpus=4, include_dashboard=False)  # 4 logical CPUs: the 2-core trap
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def run(local_ray, tmp_path_factory):
     """One smoke run, shared by the tests below: (root, out, stdout of the command)."""
     from faceattr_ray.cli import main

@@ -135,17 +135,6 @@ def test_cli_parsing_then_ssp_ssg_ablations_then_evaluate(tmp_path, capsys):
     assert "not an SSP+SSG bundle" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    # 4 logical CPUs as test_train's Ray tests: the worker and the decode tasks both fit
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
 def test_joint_job_on_ray_train_writes_checkpoints(local_ray, tmp_path):
     # One fit (each costs ~50 s of Ray start-up here): the joint job runs in the shared Ray

@@ -200,17 +200,7 @@ ANET = {"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def runs(ray_local, tmp_path_factory):
+def runs(local_ray, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train_ray")
     root = write_celeba(str(tmp / "celeba"), n=16)  # 12 train, 4 val images
     common = dict(nets=("anet",), batch_size=12, lr=0.05, seed=3, augment=False, shuffle=False,
