@@ -3,6 +3,8 @@ is the same with or without them; pasted real faces get none."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -59,3 +61,22 @@ def test_generate_masks_cli_and_paste_refuses(tmp_path, capsys):
     rc = main(["generate", "--kind", "paste", "--faces-from", str(out), "--count", "1",
                "--masks", "--out", str(tmp_path / "paste")])
     assert rc != 0 and "never drawn" in capsys.readouterr().err
+
+
+def test_generate_pseudo_parts_masks_every_train_face_and_links_the_images(tmp_path, capsys):
+    from faceattr_ray.data.celeba import read_celeba
+
+    root = syn.write_aligned(str(tmp_path / "root"), 12, 4, seed=1)
+    out = tmp_path / "pseudo"
+    assert main(["generate", "--kind", "pseudo-parts", "--faces-from", root, "--count", "0",
+                 "--out", str(out)]) == 0
+    train = [os.path.basename(str(p)) for p in read_celeba(root, split="train").paths]
+    masks = sorted(p.name for p in (out / syn.PARTS_DIR).glob("*.png"))
+    assert masks and masks == sorted(os.path.splitext(n)[0] + ".png" for n in train)
+    assert (out / "list_attr_celeba.txt").is_symlink()  # the root is linked, not copied
+    for name in masks:
+        mask = np.asarray(Image.open(out / syn.PARTS_DIR / name))
+        assert mask.shape == (syn.ALIGNED_SIZE[1], syn.ALIGNED_SIZE[0])
+        assert {EYES, NOSE, MOUTH} <= set(np.unique(mask).tolist()) and mask.max() < NUM_PARTS
+    assert main(["generate", "--kind", "pseudo-parts", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --faces-from" in capsys.readouterr().err

@@ -345,13 +345,17 @@ def _add_generate(sub) -> None:
     p = _command(sub, "generate", "faceattr_ray.cli.generate:run",
                  "Write generated people (CelebA layout, with boxes) or backgrounds.")
     p.add_argument("--out", required=True, help="output root")
-    p.add_argument("--kind", choices=["aligned", "wild", "backgrounds", "distractors", "paste"],
+    p.add_argument("--kind", choices=["aligned", "wild", "backgrounds", "distractors", "paste",
+                                      "pseudo-parts"],
                    default="wild",
                    help="aligned: face crops (img_align_celeba/); wild: people on cluttered scenes "
                         "(img_celeba/ + face and head-shoulder boxes); backgrounds: no face; "
                         "distractors: non-human faces only; paste: real faces from --faces-from "
-                        "pasted onto backgrounds (img_celeba/ + boxes)")
-    p.add_argument("--count", type=NONNEGATIVE, default=100)
+                        "pasted onto backgrounds (img_celeba/ + boxes); pseudo-parts: the real "
+                        "aligned train faces of --faces-from (linked, not copied) with part masks "
+                        "placed by each face's own dark blobs (parts/), for `train parsing`")
+    p.add_argument("--count", type=NONNEGATIVE, default=100,
+                   help="images to write (pseudo-parts: at most this many train faces; 0: all)")
     p.add_argument("--identities", type=COUNT, default=20)
     p.add_argument("--size", type=COUNT, nargs=2, default=None, metavar=("W", "H"),
                    help="image size (default: 89 109 for aligned, 256 192 otherwise)")

@@ -1,6 +1,9 @@
-"""`faceattr-ray generate`: generated people with boxes, backgrounds, or real faces pasted."""
+"""`faceattr-ray generate`: generated people with boxes, backgrounds, real faces pasted, or
+real faces with blob-placed part masks."""
 
 from __future__ import annotations
+
+import os
 
 
 def run(args) -> int:
@@ -20,7 +23,7 @@ def run(args) -> int:
     scene = size or (256, 192)
     kind = args.kind
     masks = bool(getattr(args, "masks", False))
-    if masks and kind not in ("aligned", "wild"):
+    if masks and kind not in ("aligned", "wild", "pseudo-parts"):
         raise DataError(f"--masks: only generated people (aligned, wild) have known face parts; "
                         f"{kind} images get none (pasted real faces were never drawn)")
     if kind == "aligned":
@@ -33,6 +36,17 @@ def run(args) -> int:
         write_backgrounds(args.out, args.count, args.seed, scene)
     elif kind == "distractors":
         write_distractors(args.out, args.count, args.seed, scene)
+    elif kind == "pseudo-parts":
+        from faceattr_ray.data.pseudo_parts import write_pseudo_root
+
+        if not args.faces_from:
+            raise DataError("--kind pseudo-parts needs --faces-from (a CelebA-layout root of "
+                            "aligned faces)")
+        write_pseudo_root(args.faces_from, args.out, "train", args.count or None)
+        written = len(os.listdir(os.path.join(args.out, "parts")))
+        print(f"wrote part masks of {written} train faces of {args.faces_from} under "
+              f"{args.out}/parts (images linked)")
+        return 0
     elif kind == "paste":
         if not args.faces_from:
             raise DataError("--kind paste needs --faces-from (a CelebA-layout root)")
