@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceattr_ray.errors import DataError
-from faceattr_ray.heads.fit import _as_images, _fittable, choose_c
+from faceattr_ray.heads.fit import _as_images, _fittable, choose_c, make_backend
 from faceattr_ray.heads.model import TRAIN, VAL, LinearHeads
-from faceattr_ray.heads.solvers import InMemory, RayBackend, blocks_from_arrays
 
 FINALS = ("refit", "average")
 
@@ -74,14 +73,6 @@ class CrossFit:
         return heads
 
 
-def _backend(solver: str, x, y, split, tol: float, max_iter: int | None):
-    if solver == "liblinear":
-        return InMemory(x, y, split, 1.0, tol, max_iter or 1000)
-    if solver == "ray":
-        return RayBackend(blocks_from_arrays(x, y, split), 1.0, tol, max_iter or 50)
-    raise ValueError(f"unknown solver {solver!r} (liblinear or ray)")
-
-
 def _constant(w: np.ndarray, fit_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """(…, A, F+1) weights with the unfittable heads made constant: +1 if the fit saw only
     positives, else -1 (as `fit._fit` does for its final heads)."""
@@ -115,7 +106,7 @@ def crossfit_heads(features, labels, names: Sequence[str], folds, C: Sequence[fl
     fold_w = np.zeros((len(ks), k, a, d))
     for i, f in enumerate(ks):
         split = np.where(folds == f, VAL, np.where(folds == -2, 2, TRAIN)).astype(np.int8)
-        backend = _backend(solver, x, y, split, tol, max_iter)
+        backend = make_backend(solver, x, y, split, 1.0, tol, max_iter)
         pos, neg = backend.counts((TRAIN,))
         fit_mask = _fittable(names, pos, neg, warn=False)
         w = _constant(backend.fit(np.repeat(c_values[:, None], a, 1), (TRAIN,), class_weight,
@@ -134,7 +125,7 @@ def crossfit_heads(features, labels, names: Sequence[str], folds, C: Sequence[fl
     refit_heads = None
     if refit:
         everything = np.where(folds == -2, 2, TRAIN).astype(np.int8)
-        backend = _backend(solver, x, y, everything, tol, max_iter)
+        backend = make_backend(solver, x, y, everything, 1.0, tol, max_iter)
         pos, neg = backend.counts((TRAIN,))
         fit_mask = _fittable(names, pos, neg)
         w = _constant(backend.fit(chosen[None, :], (TRAIN,), class_weight, fit_mask)[0],

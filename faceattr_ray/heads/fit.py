@@ -86,14 +86,21 @@ def fit_heads(
                 raise DataError(f"{len(x)} images are too few to hold out a validation part")
             split[np.random.default_rng(seed).permutation(len(x))[:n_val]] = VAL
             val_is_split = True
-    if solver == "liblinear":
-        backend = InMemory(x, y, split, intercept_scaling, tol, max_iter or 1000)
-    elif solver == "ray":
-        blocks = blocks_from_arrays(x, y, split, rows_per_block)
-        backend = RayBackend(blocks, intercept_scaling, tol, max_iter or 50)
-    else:
-        raise ValueError(f"unknown solver {solver!r} (liblinear or ray)")
+    backend = make_backend(solver, x, y, split, intercept_scaling, tol, max_iter, rows_per_block)
     return _fit(backend, list(names), C, class_weight, refit and val_is_split)
+
+
+def make_backend(solver: str, x: np.ndarray, y: np.ndarray, split: np.ndarray,
+                 intercept_scaling: float = 1.0, tol: float = 1e-4, max_iter: int | None = None,
+                 rows_per_block: int = 2048):
+    """The solver over in-memory images (N, P, F) with their split codes: "liblinear"
+    (scikit-learn, in this process) or "ray" (Newton steps on Ray tasks)."""
+    if solver == "liblinear":
+        return InMemory(x, y, split, intercept_scaling, tol, max_iter or 1000)
+    if solver == "ray":
+        blocks = blocks_from_arrays(x, y, split, rows_per_block)
+        return RayBackend(blocks, intercept_scaling, tol, max_iter or 50)
+    raise ValueError(f"unknown solver {solver!r} (liblinear or ray)")
 
 
 def fit_heads_blocks(
