@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -53,24 +52,13 @@ def move_face(image: np.ndarray, mask: np.ndarray | None, scale: float, dx: floa
 
 
 def load_photos(folder: str) -> list[np.ndarray]:
-    """The readable images of a folder (not its subfolders), at `PHOTO_SIDE` on the long side;
-    read once per process."""
+    """The readable images of a folder (`scenes.list_backgrounds`: unreadable files, such as
+    licence texts, are skipped), at `PHOTO_SIDE` on the long side; read once per process."""
+    from faceattr_ray.data.scenes import list_backgrounds, load_background
+
     if folder not in _PHOTOS:
-        photos = []
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if not os.path.isfile(path):
-                continue
-            try:
-                with Image.open(path) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
-                    photos.append(np.asarray(im))
-            except OSError:
-                continue  # licence texts and the like
-        if not photos:
-            raise ValueError(f"{folder}: no readable photos")
-        _PHOTOS[folder] = photos
+        readable, _ = list_backgrounds(folder)
+        _PHOTOS[folder] = [load_background(p, PHOTO_SIDE) for p in readable]
     return _PHOTOS[folder]
 
 
