@@ -49,20 +49,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--backgrounds", default=os.path.join(SHARED, "backgrounds"))
     p.add_argument("--scenes", type=int, default=60, help="pasted scenes and collages, each")
     p.add_argument("--overlays", default=None, help="folder for overlay PNGs of each set")
+    p.add_argument("--split", choices=["val", "test"], default="test",
+                   help="faces of collages and scenes: val to choose a setting, test to report")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
 
 
-def collages(root: str, backgrounds: list[str], count: int, seed: int):
-    """Real test crops pasted whole (rectangles) on held-apart backgrounds; their face boxes."""
+def collages(root: str, backgrounds: list[str], count: int, seed: int, split: str = "test"):
+    """Real crops of ``split`` pasted whole (rectangles) on held-apart backgrounds; their face
+    boxes."""
     from PIL import Image
 
     from faceattr_ray.crops import ALIGNED_FACE_BOX
     from faceattr_ray.data.scenes import load_background
     from faceattr_ray.reproduce import split_faces
 
-    faces, _ = split_faces(root, "test")
+    faces, _ = split_faces(root, split)
     bgs = [load_background(p, 1280) for p in backgrounds]
     fx1, fy1, fx2, fy2 = ALIGNED_FACE_BOX
     images, boxes = [], []
@@ -159,12 +162,12 @@ def main(args) -> dict:
                                         for f in sorted(os.listdir(args.backgrounds))
                                         if f.lower().endswith((".jpg", ".png"))],
                                        tempfile.gettempdir(), RECIPE, args.seed)
-        sets["collages"] = collages(args.celeba_root, held, args.scenes, args.seed)
-        scenes = validation_scenes(args.celeba_root, "test", held, RECIPE, args.scenes,
+        sets["collages"] = collages(args.celeba_root, held, args.scenes, args.seed, args.split)
+        scenes = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
                                    args.seed)
         sets["scenes"] = ([s.image for s in scenes], [s.boxes for s in scenes])
 
-    print(f"setting: model {bundle.path} (threshold {bundle.threshold}); sets: "
+    print(f"setting: model {bundle.path} (threshold {bundle.threshold}); {args.split} faces; sets: "
           + ", ".join(f"{k} {len(v[0])} images / {sum(len(b) for b in v[1])} faces"
                       for k, v in sets.items()))
     result: dict = {}
