@@ -128,7 +128,8 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     assert annotating.geometry == stored["geometry"]  # the calibrated box shape is read back
     recipe = resolve_recipe(True, None)
     _, held, _ = scene_backgrounds(None, os.path.join(out, "work"), recipe, 0)
-    scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0)
+    scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0,
+                               recipe["scenes"]["calibration_context_share"])
     annotating.threshold = None
     again = choose_threshold(annotating, [s.image for s in scenes], [s.boxes for s in scenes],
                              recipe["scenes"]["max_false_per_image"])
