@@ -710,8 +710,8 @@ def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], rec
     from faceattr_ray.localizers import LNetLocalizer
 
     sc = recipe["scenes"]
-    scenes = validation_scenes(root, "val", backgrounds, recipe, sc["count"], seed,
-                               sc.get("calibration_context_share", 0.0))
+    whole = sc.get("calibration_context_share", 0.0)
+    scenes = validation_scenes(root, "val", backgrounds, recipe, sc["count"], seed, whole)
     images, boxes = [s.image for s in scenes], [s.boxes for s in scenes]
     bundle = load_bundle(model)
     lnets = recipe["lnets"]
@@ -727,7 +727,8 @@ def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], rec
     bundle.config = {**bundle.config, "localizer": {
         **(bundle.config.get("localizer") or {}), "options": options,
         "calibration": {**chosen, "paired_faces": geometry["paired"],
-                        "scenes": "val faces x held-apart backgrounds"}}}
+                        "scenes": "val faces x held-apart backgrounds",
+                        "whole_faces_share": whole}}}
     save_bundle(model, bundle)
     return {**chosen, "geometry": geometry["geometry"], "paired_faces": geometry["paired"]}
 
