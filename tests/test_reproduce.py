@@ -160,18 +160,23 @@ def test_held_out_val_part_is_identity_disjoint():
     assert len(set(identity[codes == VAL])) == 6
 
 
+@pytest.mark.parametrize("family", ["anet", "ssp-ssg"])
 @pytest.mark.parametrize("given_lnets", [False, True])
-def test_anet_gets_its_wild_crops_whether_lnets_are_trained_or_given(tmp_path, monkeypatch,
-                                                                    given_lnets):
-    """The in-the-wild half of ANet's crops must not depend on where the LNets came from (a
-    run with ``lnets.init`` once fine-tuned ANet on aligned crops only)."""
+def test_attribute_network_gets_its_wild_crops_whether_lnets_are_trained_or_given(
+        tmp_path, monkeypatch, given_lnets, family):
+    """The in-the-wild half of the attribute network's crops must not depend on where the
+    LNets came from (a run with ``lnets.init`` once fine-tuned ANet on aligned crops only), nor
+    on the family (SSP+SSG once trained on aligned crops only and lost 5 points on found faces)."""
     from faceattr_ray import reproduce
     from faceattr_ray.bundle import save_bundle
     from faceattr_ray.presets import build_bundle
     from faceattr_ray.train import api
 
     recipe = reproduce.resolve_recipe(True, None)
+    recipe["family"] = family
     recipe["anet_finetune"]["wild"] = {"share": 0.5, "face_px": [24, 64]}
+    recipe["ssp_ssg"]["finetune"]["wild"] = {"share": 0.5, "face_px": [24, 64]}
+    recipe["ssp_ssg"]["parsing_data"] = "parts"
     recipe["anet_pretrain"]["epochs"] = 0
     if given_lnets:
         save_bundle(str(tmp_path / "given"), build_bundle("wild-smoke", seed=0))
@@ -185,7 +190,13 @@ def test_anet_gets_its_wild_crops_whether_lnets_are_trained_or_given(tmp_path, m
         seen.update(kwargs)
         return {"anet": None}, {"anet": {}}, {}
 
+    def fake_joint(root, **kwargs):
+        seen.update(kwargs)
+        return None, {}, {}
+
     monkeypatch.setattr(api, "finetune", fake_finetune)
+    monkeypatch.setattr(api, "train_parsing", lambda *a, **k: (None, {}, {}))
+    monkeypatch.setattr(api, "finetune_ssp_ssg", fake_joint)
     reproduce.train_networks("root", None, str(tmp_path / "work"), recipe, reproduce.Timer(),
                              seed=0, backgrounds=["a.jpg", "b.jpg"])
     assert seen["wild"] == {"share": 0.5, "face_px": [24, 64], "backgrounds": ["a.jpg", "b.jpg"]}

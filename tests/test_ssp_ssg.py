@@ -224,3 +224,39 @@ def test_landmark_check_passes_parts_in_place_and_fails_them_moved():
     empty = landmark_check([np.zeros((h, w), np.uint8)], tolerance=2.0)
     assert empty["mouth"]["missing"] == 1.0
 
+
+
+def test_joint_job_makes_wild_crops_of_aligned_rows_only_when_training(tmp_path):
+    """With ``wild`` (as reproduce sets it) an aligned face row becomes a face found in a photo
+    for the SSP+SSG job too; validation rows and parsing rows stay as they were."""
+    from PIL import Image
+
+    from faceattr_ray.train.ssp_ssg import IGNORE, joint_transform
+
+    root = write_aligned(str(tmp_path / "root"), count=4, identities=2, seed=0)
+    backgrounds = []
+    for k in range(2):
+        path = str(tmp_path / f"bg{k}.jpg")
+        Image.fromarray(np.full((150, 200, 3), 40 + 100 * k, np.uint8)).save(path)
+        backgrounds.append(path)
+    from faceattr_ray.crops import ALIGNED_FACE_BOX
+
+    cfg = api._ssp_ssg_config("finetune-ssp-ssg", root, TINY,
+                              preprocess={"face_box": list(ALIGNED_FACE_BOX)}, wild={"share": 1.0, "face_px": [24, 40], "backgrounds": backgrounds})
+    paths = sorted(str(p) for p in (tmp_path / "root" / "img_align_celeba").iterdir())[:3]
+    batch = {"path": np.array(paths), "box": np.full((3, 4), np.nan), "label": np.zeros((3, 40)),
+             "mask": np.array(["", "", ""]), "layout": np.array(["", "", ""])}
+    rng = np.random.default_rng(0)
+    val = joint_transform(batch, cfg, False, rng)
+    train = joint_transform(batch, cfg, True, rng)
+    no_wild = joint_transform(batch, {**cfg, "wild": None}, True, np.random.default_rng(0))
+    assert train["image"].shape == val["image"].shape == (3, 32, 32, 3)
+    assert (train["mask"] == IGNORE).all() and (val["mask"] == IGNORE).all()
+    # A face pasted 24-40 px wide on a flat background and framed again: far from the aligned
+    # crop, which the no-wild rows stay close to (a flip at most).
+    def gap(a):
+        flipped = val["image"][:, :, ::-1]
+        return np.minimum(np.abs(a.astype(float) - val["image"]).mean(axis=(1, 2, 3)),
+                          np.abs(a.astype(float) - flipped).mean(axis=(1, 2, 3)))
+    assert (gap(no_wild["image"]) < 1.0).all()
+    assert (gap(train["image"]) > 10.0).all()

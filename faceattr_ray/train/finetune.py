@@ -218,16 +218,22 @@ def anet_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generato
     from faceattr_ray.data.decode import load_image
 
     size = window_size(cfg)
-    wild = cfg.get("wild") if train else None
     images = []
     for path, box in zip(batch["path"], batch["box"], strict=True):
-        image = load_image(str(path))
-        if wild and np.isnan(np.asarray(box, dtype=float)).all() and rng.random() < wild["share"]:
-            crop = wild_crop(image, cfg, size, rng)
-        else:
-            crop = face_crop(image, box, cfg, size)
+        crop = training_crop(load_image(str(path)), box, cfg, size, train, rng)
         images.append(random_patch(crop, cfg, train, rng))
     return {"image": np.stack(images), "label": np.asarray(batch["label"], np.float32)}
+
+
+def training_crop(image: np.ndarray, box, cfg: dict, size: int, train: bool,
+                  rng: np.random.Generator) -> np.ndarray:
+    """The face crop a row gives an attribute network: when training with cfg["wild"], an
+    aligned row (no box) becomes a wild crop with probability wild["share"]; otherwise the
+    job's framing of its box (`face_crop`)."""
+    wild = cfg.get("wild") if train else None
+    if wild and np.isnan(np.asarray(box, dtype=float)).all() and rng.random() < wild["share"]:
+        return wild_crop(image, cfg, size, rng)
+    return face_crop(image, box, cfg, size)
 
 
 _SCENE_MAKERS: dict = {}  # one per process and background list: photos decoded once
@@ -246,7 +252,7 @@ def wild_crop(aligned: np.ndarray, cfg: dict, size: int, rng: np.random.Generato
         _SCENE_MAKERS[key] = portrait_maker(*key)
     pre = preprocess_of(cfg)
     if pre.face_box is None:
-        raise ValueError("ANet's wild crops need preprocess.face_box (the framing rule)")
+        raise ValueError("wild crops need preprocess.face_box (the framing rule)")
     return wild_face_window(aligned, _SCENE_MAKERS[key], rng, size,
                             tuple(wild.get("face_px", (24, 110))), pre.face_box)
 

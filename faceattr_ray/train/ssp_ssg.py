@@ -6,7 +6,8 @@
   untagged) on a CelebA-layout root's face crops, plus, when ``parsing_data`` is given, parsing
   rows mixed into the same epochs (their attribute labels untagged, their masks scored at
   ``parsing_weight``), so the part maps stay parts while the attribute loss also shapes them.
-  ``freeze_parsing`` keeps the parsing network as it came instead.
+  ``freeze_parsing`` keeps the parsing network as it came instead. With ``wild`` (as ANet's
+  job), a share of the aligned attribute rows become faces as a localizer finds them in photos.
 
 Rows share one schema (path, label, box, mask, layout; mask "" = none), so Ray Data carries
 them as it carries the others; crops are made by the job's preprocessing (`Preprocess`), the
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from torch import nn
 
-from faceattr_ray.train.anet_pretrain import NO_BOX, face_crop
+from faceattr_ray.train.anet_pretrain import NO_BOX
 from faceattr_ray.train.common import Batch, Job, Route, Rows
 from faceattr_ray.train.losses import masked_bce
 
@@ -191,6 +192,7 @@ def joint_rows(cfg: dict, split: str) -> Rows:
 def joint_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.data.parsing import load_pair
+    from faceattr_ray.train.finetune import training_crop
 
     size = input_size(cfg)
     images, masks = [], []
@@ -203,7 +205,7 @@ def joint_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generat
             else:
                 image, m = load_pair(row, size)
         else:
-            image = face_crop(load_image(str(path)), box, cfg, size)
+            image = training_crop(load_image(str(path)), box, cfg, size, train, rng)
             if train and rng.random() < 0.5:
                 image = np.ascontiguousarray(image[:, ::-1])
             m = np.full((size, size), IGNORE, np.uint8)
