@@ -7,8 +7,10 @@ with no one):
 
 - machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use);
 - FLOPs per image of the cascade on the corpus (torch's FlopCounterMode, as bench/flops.py);
-- network loop: `Predictor.predict` on decoded images, per setting tried (channels-last
-  kernels, batch 8 and twice the batch; alternated over two rounds, best of each); the best
+- network loop: `Predictor.predict` on decoded images, per setting tried (batch norm left
+  unfolded, channels-last kernels, batch 8 and twice the batch; alternated over two rounds,
+  best of each; the batch norm setting matters for models that have it, such as the bundled
+  one, not for the default `cpu` preset); the best
   one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
   breakdown (share of the time by operator: what the matmul rate does not explain);
 - bare loop: decode + predict, no Ray; the pipeline (the annotate job on one Ray that this
@@ -355,6 +357,7 @@ def main() -> None:
         images = decode_work(unique)
         b = args.batch_size
         settings = {"fp32": ({"channels_last": False}, b),
+                    "fp32 batch norm unfolded": ({"channels_last": False, "fold": False}, b),
                     "fp32 channels-last": ({"channels_last": True}, b),
                     "fp32 batch 8": ({}, 8), f"fp32 batch {2 * b}": ({}, 2 * b)}
         # A fresh bundle each: channels-last converts the networks in place.

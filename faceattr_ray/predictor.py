@@ -26,6 +26,7 @@ from faceattr_ray.localizers import (
     LNetLocalizer,
 )
 from faceattr_ray.models import Preprocess
+from faceattr_ray.models.fold import fold_batch_norm
 from faceattr_ray.runtime import pick_device
 
 # The networks' arithmetic: "auto" is mixed precision on a GPU (bfloat16 where the GPU has it,
@@ -69,6 +70,7 @@ class Predictor:
         flip: bool | None = None,
         precision: str = "auto",
         channels_last: bool | None = None,
+        fold: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -88,10 +90,13 @@ class Predictor:
         self.crop_side = bundle.anet.config.window_size
         # "full": every image is an aligned face crop, taken whole (no extra context).
         self.aligned = localizer == "full"
-        self.localizer = None if parts == "describe" else self._make_localizer(localizer, all_faces)
+        # fold: batch norm folded into the convolutions (`models.fold`, copies of the bundle's
+        # networks): the same outputs without a normalisation pass (measured in bench/annotate)
+        self.localizer = (None if parts == "describe"
+                          else self._make_localizer(localizer, all_faces, fold))
         self.anet = None
         if parts != "localize":
-            self.anet = bundle.anet.to(self.device).eval()
+            self.anet = (fold_batch_norm(bundle.anet) if fold else bundle.anet).to(self.device).eval()
             weight, bias, _ = bundle.head_arrays()
             LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
             self._head_w = torch.as_tensor(weight, device=self.device)
@@ -110,10 +115,11 @@ class Predictor:
         nets = [getattr(self.localizer, n, None) for n in ("lnet_o", "lnet_s")] + [self.anet]
         return [n for n in nets if isinstance(n, torch.nn.Module)]
 
-    def _make_localizer(self, localizer: str, all_faces: bool):
+    def _make_localizer(self, localizer: str, all_faces: bool, fold: bool):
         bundle = self.bundle
         if localizer == "lnet":
-            return LNetLocalizer.from_bundle(bundle, all_faces=all_faces, device=self.device)
+            return LNetLocalizer.from_bundle(bundle, all_faces=all_faces, device=self.device,
+                                             fold=fold)
         if localizer == "cascade":
             return CascadeLocalizer(all_faces=all_faces)
         return FullImageLocalizer()

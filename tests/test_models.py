@@ -293,3 +293,52 @@ def test_face_tag_lnet_maps_and_image_logits():
         LNetConfig(arch="fcn", head_pool="fc", num_classes=0)
     with pytest.raises(ValueError, match="arch"):
         LNetConfig(arch="resnet")
+
+
+# --- batch norm folded for inference ------------------------------------------------------------
+
+
+def _trained_statistics(net: torch.nn.Module, seed: int = 4) -> torch.nn.Module:
+    """Batch norms with statistics and scales far from the fresh ones (both signs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in net.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                c = bn.num_features
+                bn.running_mean.copy_(torch.rand(c, generator=g) * 2 - 1)
+                bn.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                bn.weight.copy_(torch.rand(c, generator=g) * 3 - 1.5)
+                bn.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return net.eval()
+
+
+def test_folded_batch_norm_gives_the_same_outputs_and_leaves_the_original_alone():
+    from faceattr_ray.models import SSPSSGConfig, SSPSSGNet
+    from faceattr_ray.models.fold import fold_batch_norm
+    from faceattr_ray.presets import architecture
+
+    torch.manual_seed(0)
+    anet = _trained_statistics(ANet(tiny_anet(batch_norm=True)))
+    lnet = _trained_statistics(LNet(LNetConfig.from_dict(
+        {**architecture("wild-smoke")["lnet"], "num_attributes": 5})))
+    ssp = _trained_statistics(SSPSSGNet(SSPSSGConfig.from_dict(
+        {**architecture("ssp-ssg-smoke")["ssp_ssg"], "num_attributes": 5})))
+    cases = [(anet, lambda n: n.patch_features(torch.randn(2, 3, 40, 40,
+                                                           generator=torch.Generator().manual_seed(1)))),
+             (lnet, lambda n: n.attribute_maps(torch.randn(2, 3, 64, 96,
+                                                           generator=torch.Generator().manual_seed(2)))),
+             (ssp, lambda n: n.patch_features(torch.randn(2, 3, 32, 32,
+                                                          generator=torch.Generator().manual_seed(3))))]
+    for net, run in cases:
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        folded = fold_batch_norm(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+        with torch.inference_mode():
+            want, got = run(net), run(folded)
+        assert want.abs().max() > 0.1
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        for k, v in net.state_dict().items():  # the bundle's network is untouched
+            assert torch.equal(v, before[k]), k
+    plain = ANet(tiny_anet())  # no batch norm: an equal copy
+    torch.testing.assert_close(fold_batch_norm(plain).state_dict(), plain.state_dict())

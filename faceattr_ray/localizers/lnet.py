@@ -86,17 +86,20 @@ class LNetLocalizer:
 
     @classmethod
     def from_bundle(cls, bundle, threshold: float | None | str = "bundle", all_faces: bool = False,
-                    device: str | torch.device | None = None, **overrides):
+                    device: str | torch.device | None = None, fold: bool = True, **overrides):
         """The bundle's LNet cascade, read as it was trained: the one way to build it from a
         bundle (annotate, calibrate, reproduce, report, `localize`, the benchmarks).
 
         Options, later ones winning: the bundle's preprocessing (normalisation, the sizes the
         LNets read at), its localizer options (``config["localizer"]["options"]``), then
         ``overrides``. ``threshold``: "bundle" (the calibrated one), a number, or None (every
-        image gets its best window: what calibration scores).
+        image gets its best window: what calibration scores). ``fold``: the LNets run with
+        their batch norm folded into the convolutions (`models.fold`; copies, the bundle's own
+        networks are untouched).
         """
         from faceattr_ray.errors import BundleError
         from faceattr_ray.models import Preprocess
+        from faceattr_ray.models.fold import fold_batch_norm
         from faceattr_ray.runtime import pick_device
 
         if bundle.lnet_o is None or bundle.lnet_s is None:
@@ -106,11 +109,12 @@ class LNetLocalizer:
             # Face-tag LNets (preset "wild") are read over an image pyramid.
             from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
 
-            return PyramidLNetLocalizer.from_bundle(bundle, threshold, all_faces, device,
+            return PyramidLNetLocalizer.from_bundle(bundle, threshold, all_faces, device, fold,
                                                     **overrides)
         options = {**Preprocess.of(bundle).lnet_options(),
                    **((bundle.config.get("localizer") or {}).get("options") or {}), **overrides}
-        return cls(bundle.lnet_o, bundle.lnet_s,
+        nets = [fold_batch_norm(n) if fold else n for n in (bundle.lnet_o, bundle.lnet_s)]
+        return cls(*nets,
                    threshold=bundle.threshold if threshold == "bundle" else threshold,
                    all_faces=all_faces, device=pick_device(device), **options)
 

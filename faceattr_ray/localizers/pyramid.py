@@ -88,17 +88,20 @@ class PyramidLNetLocalizer:
 
     @classmethod
     def from_bundle(cls, bundle, threshold: float | None | str = "bundle", all_faces: bool = False,
-                    device: str | torch.device | None = None, **overrides) -> PyramidLNetLocalizer:
+                    device: str | torch.device | None = None, fold: bool = True,
+                    **overrides) -> PyramidLNetLocalizer:
         """The bundle's face-tag LNets with its normalisation, its stored options (geometry,
-        scales) and then ``overrides``; ``threshold`` as in `LNetLocalizer.from_bundle`."""
+        scales) and then ``overrides``; ``threshold`` and ``fold`` as in
+        `LNetLocalizer.from_bundle`."""
         from faceattr_ray.models import Preprocess
+        from faceattr_ray.models.fold import fold_batch_norm
         from faceattr_ray.runtime import pick_device
 
         pre = Preprocess.of(bundle)
         options = {"mean": pre.mean, "std": pre.std,
                    **((bundle.config.get("localizer") or {}).get("options") or {}), **overrides}
-        return cls(bundle.lnet_o, bundle.lnet_s,
-                   threshold=bundle.threshold if threshold == "bundle" else threshold,
+        nets = [fold_batch_norm(n) if fold else n for n in (bundle.lnet_o, bundle.lnet_s)]
+        return cls(*nets, threshold=bundle.threshold if threshold == "bundle" else threshold,
                    all_faces=all_faces, device=pick_device(device), **options)
 
     @property
