@@ -19,6 +19,9 @@ with no one):
   or leave the model actor (`pipeline.annotate.BatchClock`), not from output files (Ray Data
   writes them in a burst at the end);
 - decode of the 12 MP JPEGs: a full decode shrunk to the working size vs `decode_reduced`;
+- the pipeline's bound: decode time of the corpus (one thread, per image) and the best network
+  rate give the images/s that decoding and the networks sharing the cores losslessly would
+  reach (`pipeline_bound_flop_efficiency`: what `pipeline_flop_efficiency` is read against);
 - driver peak RSS (VmHWM of a `faceattr-ray annotate` process that joins the bench's Ray) over
   a streamed 1,000,000-row and a 100,000-row Parquet manifest, stopping after --rss-images.
 
@@ -354,7 +357,9 @@ def main() -> None:
         print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
               f"({decode['mean_mb']} MiB each): full + shrink {decode['full_ms']} ms, draft "
               f"{decode['draft_ms']} ms: {decode['speedup']}x", flush=True)
+        start = time.perf_counter()
         images = decode_work(unique)
+        decode_s = (time.perf_counter() - start) / len(unique)  # one thread, the corpus' mix
         b = args.batch_size
         settings = {"fp32": ({"channels_last": False}, b),
                     "fp32 batch norm unfolded": ({"channels_last": False, "fold": False}, b),
@@ -414,6 +419,14 @@ def main() -> None:
 
         net = variants[best]["gflops"]
         pipe_whole, pipe_steady = pipe["images_per_s"], pipe["steady_images_per_s"]
+        # What the pipeline could reach if decoding (d s of one core per image, spread over
+        # the cores) and the networks (1/R s of all cores per image) shared the cores with no
+        # loss at all: 1 / (d / cores + 1 / R). The pipeline's figure is read against it.
+        cores = os.cpu_count() or 1
+        bound = 1.0 / (decode_s / cores + 1.0 / variants[best]["images_per_s"])
+        print(f"decode of the corpus: {decode_s * 1e3:.1f} ms per image (one thread); "
+              f"pipeline bound on {cores} cores: {bound:.2f} images/s = "
+              f"{bound * flops / 1e9 / gflops:.3f} of the matmul rate", flush=True)
         if device == "cuda":
             print(f"network loop, auto precision: {json.dumps(variants['auto precision'])}")
         print(f"pipeline:  {pipe_whole:.2f} images/s whole (actor start-up included), "
@@ -436,6 +449,9 @@ def main() -> None:
             "pipeline_images_per_s": pipe_whole,
             "pipeline_steady_images_per_s": round(pipe_steady or 0, 2),
             "pipeline_flop_efficiency": round((pipe_steady or 0) * flops / 1e9 / gflops, 3),
+            "decode_ms_per_image": round(decode_s * 1e3, 1),
+            "pipeline_bound_images_per_s": round(bound, 2),
+            "pipeline_bound_flop_efficiency": round(bound * flops / 1e9 / gflops, 3),
             "whole_run_ratio": round(pipe_whole / bare["whole"], 3),
             "split_pools_images_per_s": split["images_per_s"],
             "split_over_one_pool": round(split["images_per_s"] / pipe_whole, 3),

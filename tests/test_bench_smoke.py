@@ -81,6 +81,10 @@ def test_annotate():
     assert result["pipeline_timed_batches"] >= 2 and math.isfinite(result["steady_ratio"])
     assert result["pipeline_images_per_s"] > 0 and result["bare_images_per_s"] > 0
     assert result["split_pools_images_per_s"] > 0 and min(result["driver_rss_mb"]) > 0
+    # The pipeline's bound: decoding and the networks sharing the cores without loss can
+    # never beat the networks alone.
+    assert 0 < result["pipeline_bound_images_per_s"] <= result["network_images_per_s"]
+    assert result["decode_ms_per_image"] > 0
 
 
 def test_the_steady_state_is_timed_from_the_actors_batch_clock(tmp_path, monkeypatch):
