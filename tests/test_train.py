@@ -129,6 +129,50 @@ def test_local_finetune_learns_attributes(tmp_path):
     assert nets["anet"].config.num_attributes == 3
 
 
+@pytest.mark.parametrize("max_steps", [None, 3])
+def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, max_steps):
+    """Batches made by a thread ahead of the step (the default) give the very weights the
+    plain loop gives: same batches, same order, the same random augmentation draws, also
+    when max_steps ends an epoch early (the thread makes no batch beyond it)."""
+    root = write_celeba(str(tmp_path / "celeba"), n=24)
+    runs = [api.finetune(root, nets=("anet",), local=True, epochs=2, batch_size=4, lr=0.05,
+                         seed=1, max_steps=max_steps, prefetch=prefetch,
+                         anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
+                               "feature_dim": 16})
+            for prefetch in (True, False)]
+    (ahead, _, cfg), (plain, _, _) = runs
+    assert cfg["prefetch"] is True and cfg["augment"] is True
+    for key, value in plain["anet"].state_dict().items():
+        assert torch.equal(ahead["anet"].state_dict()[key], value), key
+
+
+def test_prefetched_raises_the_makers_error_and_stops_when_the_loop_stops():
+    import threading
+
+    from faceattr_ray.train.common import prefetched
+
+    def broken():
+        yield {"image": 1}
+        raise OSError("truncated file x.jpg")
+
+    it = prefetched(broken())
+    assert next(it) == {"image": 1}
+    with pytest.raises(OSError, match="truncated"):
+        next(it)
+    made = []
+
+    def endless():
+        for k in range(10**6):
+            made.append(k)
+            yield k
+
+    it = prefetched(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # the loop stopped early (max_steps, an error): the thread ends too
+    assert not any(t.name.startswith("batch-prefetch") for t in threading.enumerate())
+    assert len(made) <= 3 + 2 + 2  # what was taken, the queue, one in hand
+
+
 def test_negatives_join_the_lnet_training_rows_with_every_tag_absent(tmp_path):
     """Background-only images: train rows of both LNets (LNet_s with LNet_o's saved window),
     never validation rows, never ANet's (it needs a face box)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ from PIL import Image
 
 from faceattr_ray.data.scenes import Scene, SceneMaker, degrade_image, image_tags
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
+from faceattr_ray.train.common import prefetched
 
 STAGES = ("o", "s")
 
@@ -188,14 +188,9 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
     def make(step: int):
         return batches.batch(np.random.default_rng([cfg.seed, step, rank]), per_rank)
 
-    # Scenes for the next step are drawn in a thread while this step trains (PIL and numpy
-    # release the GIL for most of the work).
-    pool = ThreadPoolExecutor(1)
-    pending = pool.submit(make, 0)
-    for step in range(cfg.steps):
-        images, face, tags = pending.result()
-        if step + 1 < cfg.steps:
-            pending = pool.submit(make, step + 1)
+    # Scenes for the next step are drawn in a thread while this step trains.
+    scenes = prefetched((make(step) for step in range(cfg.steps)), depth=1)
+    for step, (images, face, tags) in enumerate(scenes):
         x = to_tensor(images, None, IMAGENET_MEAN, IMAGENET_STD)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
@@ -209,7 +204,6 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
             rate = seen / (time.perf_counter() - t0)
             log(f"lnet_{cfg.stage} step {step + 1}/{cfg.steps} loss {running:.4f} "
                 f"({rate:.0f} inputs/s)")
-    pool.shutdown()
     return model.eval()
 
 
