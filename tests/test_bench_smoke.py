@@ -33,7 +33,7 @@ def _smoke(script: str, *args: str) -> list[str]:
 
 def test_every_bench_script_has_a_smoke_test_here():
     tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "localization.py",
-              "one_pass.py", "parsing.py", "parsing_transfer.py", "ssp_ssg.py",
+              "one_pass.py", "parsing.py", "parsing_transfer.py", "prefetch.py", "ssp_ssg.py",
               "train_throughput.py",
               "wild_attributes.py"}
     assert set(SCRIPTS) == tested
@@ -124,6 +124,14 @@ def test_annotate_cuda_without_a_gpu_is_one_line():
 
 
 @pytest.mark.slow
+def test_prefetch_compares_both_loops_on_the_reproduce_recipe():
+    lines = _smoke("prefetch.py")
+    assert lines[-4].startswith("setting: anet fine-tuning in-process, reproduce's recipe")
+    result = json.loads(lines[-1])
+    assert result["prefetch"] > 0 and result["plain"] > 0
+    assert result["speedup"] == pytest.approx(result["prefetch"] / result["plain"], abs=1e-3)
+
+
 def test_train_throughput():
     result = json.loads(_smoke("train_throughput.py")[-1])
     assert result["workers"]["1"]["images_per_s"] > 0 and result["workers"]["1"]["epoch_images"]

@@ -1,0 +1,89 @@
+"""In-process training: batches made by a thread ahead of the step vs the plain loop.
+
+`reproduce` trains in-process on a small machine, where making a batch (decoding, augmenting,
+pasting wild crops) took as long as the step itself while one core waited. This bench runs the
+same fine-tuning job with ``prefetch`` on and off, alternated over two rounds (a shared
+machine's load drifts), and prints images/s of each and their ratio. The job is `reproduce`'s
+own recipe for the family (ANet, or SSP+SSG without its parsing rows) on celeba-mini's train
+faces, wild crops on the real backgrounds included.
+
+    python bench/prefetch.py                          # ANet, 40 steps of 64 faces per setting
+    python bench/prefetch.py --family ssp-ssg
+    python bench/prefetch.py --smoke-test             # generated faces, tiny networks, seconds
+
+Last line: JSON {"family", "steps", "batch_size", "prefetch", "plain", "speedup", "threads"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--family", choices=["anet", "ssp-ssg"], default="anet")
+    p.add_argument("--celeba-root", default=os.path.join(SHARED, "celeba-mini"))
+    p.add_argument("--backgrounds", default=os.path.join(SHARED, "backgrounds"))
+    p.add_argument("--steps", type=int, default=40, help="training steps per setting and round")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="generated faces and backgrounds, the smoke recipe, 3 steps")
+    args = p.parse_args()
+
+    import torch
+
+    from faceattr_ray import reproduce
+    from faceattr_ray.data.scenes import list_backgrounds
+    from faceattr_ray.data.synthetic import write_aligned, write_backgrounds
+    from faceattr_ray.train import api
+
+    recipe = reproduce.resolve_recipe(args.smoke_test, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        root, backgrounds = args.celeba_root, args.backgrounds
+        if args.smoke_test or not os.path.isdir(root):
+            root = write_aligned(os.path.join(tmp, "faces"), count=48, identities=12, seed=0)
+        if args.smoke_test or not os.path.isdir(backgrounds):
+            backgrounds = os.path.join(tmp, "bg")
+            write_backgrounds(backgrounds, 6, seed=0)
+        if args.smoke_test:
+            args.steps = 3
+        listed, _ = list_backgrounds(backgrounds)
+        if args.family == "anet":
+            options = reproduce.with_wild_crops(recipe["anet_finetune"], recipe, listed)
+            arch = {"anet": recipe["anet_arch"]}
+            train = api.finetune
+        else:
+            options = reproduce.with_wild_crops(recipe["ssp_ssg"]["finetune"], recipe, listed)
+            arch = {"ssp_ssg": recipe["ssp_ssg"]["arch"] or None}
+            train = api.finetune_ssp_ssg
+        batch = options["batch_size"]
+        options.update(epochs=1, max_steps=args.steps, limit=args.steps * batch, local=True,
+                       seed=0, preprocess=recipe.get("preprocess") or {})
+        if args.family == "anet":
+            options["nets"] = ("anet",)
+        rates: dict[str, list[float]] = {"prefetch": [], "plain": []}
+        for _ in range(2):
+            for name in rates:
+                result = train(root, **arch, **options, prefetch=name == "prefetch")
+                metrics = result[1]["anet"] if args.family == "anet" else result[1]
+                rates[name].append(metrics["images_per_s"])
+    best = {name: round(max(r), 2) for name, r in rates.items()}
+    threads = torch.get_num_threads()
+    print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe (wild crops "
+          f"share {options.get('wild', {}).get('share', 0)}), {args.steps} steps of {batch} "
+          f"faces per setting, two rounds alternated (best of each), {os.cpu_count()} CPUs, "
+          f"torch {threads} threads, faces from {root}")
+    for name, rate in best.items():
+        print(f"{name}: {rate} images/s (rounds: {', '.join(f'{r:.1f}' for r in rates[name])})")
+    print(json.dumps({"family": args.family, "steps": args.steps, "batch_size": batch, **best,
+                      "speedup": round(best["prefetch"] / best["plain"], 3),
+                      "threads": threads}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
