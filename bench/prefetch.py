@@ -1,8 +1,8 @@
 """In-process training: batches made by a thread ahead of the step vs the plain loop.
 
-`reproduce` trains in-process on a small machine, where making a batch (decoding, augmenting,
-pasting wild crops) took as long as the step itself while one core waited. This bench runs the
-same fine-tuning job with ``prefetch`` on and off, alternated over two rounds (a shared
+`reproduce` trains in-process on a small machine; making a batch there (decoding, augmenting,
+pasting wild crops) runs between the steps unless ``prefetch`` makes it in a thread. This bench
+runs the same fine-tuning job with ``prefetch`` on and off, alternated over two rounds (a shared
 machine's load drifts), and prints images/s of each and their ratio. The job is `reproduce`'s
 own recipe for the family (ANet, or SSP+SSG without its parsing rows) on celeba-mini's train
 faces, wild crops on the real backgrounds included.

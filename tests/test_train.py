@@ -131,7 +131,7 @@ def test_local_finetune_learns_attributes(tmp_path):
 
 @pytest.mark.parametrize("max_steps", [None, 3])
 def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, max_steps):
-    """Batches made by a thread ahead of the step (the default) give the very weights the
+    """Batches made by a thread ahead of the step (``prefetch``) give the very weights the
     plain loop gives: same batches, same order, the same random augmentation draws, also
     when max_steps ends an epoch early (the thread makes no batch beyond it)."""
     root = write_celeba(str(tmp_path / "celeba"), n=24)
@@ -141,7 +141,7 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, max_steps)
                                "feature_dim": 16})
             for prefetch in (True, False)]
     (ahead, _, cfg), (plain, _, _) = runs
-    assert cfg["prefetch"] is True and cfg["augment"] is True
+    assert cfg["prefetch"] is True and cfg["augment"] is True  # augmentation draws random
     for key, value in plain["anet"].state_dict().items():
         assert torch.equal(ahead["anet"].state_dict()[key], value), key
 

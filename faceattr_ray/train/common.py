@@ -528,7 +528,7 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     epoch_steps = math.ceil(len(train_rows) / cfg["batch_size"])  # local batches are of rows
     metrics: dict = {}
     # cfg["prefetch"]: batches made by a thread while the network trains (`prefetched`)
-    ahead = prefetched if cfg.get("prefetch", True) else iter
+    ahead = prefetched if cfg.get("prefetch", False) else iter
     for epoch in range(cfg["epochs"]):
         start = time.perf_counter()
         # at most max_steps batches are made, as the plain loop makes (the rng's draws)
