@@ -53,7 +53,7 @@ def train_one(name: str, root: str, parsing, args, common: dict, out: str) -> di
     api.save_job_bundle(out, {"anet": net}, dict(cfg, job=f"bench-{name}"))
     test = evaluate_celeba(out, root, split="test", localizer="full")
     params = sum(p.numel() for p in net.parameters())
-    return {"model": name, "train_s": round(train_s, 1), "params": int(params),
+    return {"model": name, "train_s": round(train_s, 3), "params": int(params),
             "mean_accuracy": test["mean"]["accuracy"],
             "mean_balanced_accuracy": test["mean"]["balanced_accuracy"],
             "majority_baseline": test["mean"]["majority_baseline"], "test_images": test["images"],
