@@ -365,7 +365,8 @@ def main() -> None:
                     "fp32 batch norm unfolded": ({"channels_last": False, "fold": False}, b),
                     "fp32 channels-last": ({"channels_last": True}, b),
                     "fp32 batch 8": ({}, 8), f"fp32 batch {2 * b}": ({}, 2 * b)}
-        # A fresh bundle each: channels-last converts the networks in place.
+        # A fresh bundle each: unfolded, the predictor runs the bundle's own networks, and
+        # channels-last converts them in place.
         predictors = {name: Predictor(load_bundle(model, device=device), device, "lnet", **kw)
                       for name, (kw, _) in settings.items()}
         flops = cascade_flops(predictors["fp32"], images)

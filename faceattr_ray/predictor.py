@@ -91,12 +91,13 @@ class Predictor:
         # "full": every image is an aligned face crop, taken whole (no extra context).
         self.aligned = localizer == "full"
         # fold: batch norm folded into the convolutions (`models.fold`, copies of the bundle's
-        # networks): the same outputs without a normalisation pass (measured in bench/annotate)
+        # networks): the same outputs without a normalisation pass
         self.localizer = (None if parts == "describe"
                           else self._make_localizer(localizer, all_faces, fold))
         self.anet = None
         if parts != "localize":
-            self.anet = (fold_batch_norm(bundle.anet) if fold else bundle.anet).to(self.device).eval()
+            anet = fold_batch_norm(bundle.anet) if fold else bundle.anet
+            self.anet = anet.to(self.device).eval()
             weight, bias, _ = bundle.head_arrays()
             LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
             self._head_w = torch.as_tensor(weight, device=self.device)

@@ -280,8 +280,9 @@ def local_batches(job: Job, cfg: dict, rows: Rows, batch_size: int, train: bool,
 
 def prefetched(batches: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
     """``batches``, made by a background thread up to ``depth`` ahead, so that making them
-    (decoding, augmenting, pasting scenes: PIL and numpy, which release the GIL) runs while
-    the network trains on the one before instead of leaving a core idle (README, results).
+    (decoding, augmenting, pasting scenes: PIL and numpy, which release the GIL) can overlap
+    the step on the batch before (the LNet scene loop; for the jobs' ``prefetch`` it measured
+    neutral on 2 cores, bench/prefetch.py).
     The same batches in the same order, so every random draw is the one a plain loop makes;
     an error in making a batch is raised here; stopping early waits for the ``depth`` batches
     in hand and ends the thread."""
