@@ -5,7 +5,10 @@ All in one run, side by side, on a mixed corpus of real-sized photos made on the
 (`bench/_corpus.py`: 640x480, 1600x1200 and 4000x3000 JPEGs, some PNG, some EXIF-rotated, some
 with no one):
 
-- machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use);
+- machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use), measured
+  beside every figure it divides, since it moves up to 2x within minutes on shared machines:
+  before, between and after the network rounds (each round's efficiency uses the rates either
+  side of it; network_flop_efficiency is their mean) and around the pipeline;
 - FLOPs per image of the cascade on the corpus (torch's FlopCounterMode, as bench/flops.py);
 - network loop: `Predictor.predict` on decoded images, per setting tried (batch norm left
   unfolded, channels-last kernels, batch 8 and twice the batch; alternated over two rounds,
@@ -317,6 +320,7 @@ def main() -> None:
                    help="small images, the tiny preset: the plumbing, not the figures")
     args = p.parse_args()
 
+    import numpy as np
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -350,8 +354,11 @@ def main() -> None:
               f"among them), batch {args.batch_size}, model "
               f"{f'{preset} preset (random weights)' if args.model is None else model}")
 
-        gflops = machine_gflops(device)
-        print(f"machine: {gflops:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
+        # The matmul rate of these machines moves up to 2x within minutes (other tenants), so
+        # it is measured next to every figure it divides: before, between and after the
+        # network rounds, and around the pipeline; each ratio uses the rates beside it.
+        machine = [machine_gflops(device)]
+        print(f"machine: {machine[0]:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
         twelve = [u for u in unique if f"{sizes[2][0]}x{sizes[2][1]}" in u]
         decode = decode_speedup(twelve)
         print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
@@ -378,12 +385,19 @@ def main() -> None:
             for name, (_, batch) in settings.items():
                 count = max(2 * batch, len(images) // 2)
                 rates[name].append(network_rate(predictors[name], images, batch, count, device))
+            machine.append(machine_gflops(device))
         variants = {name: {"images_per_s": round(max(r), 2),
                            "gflops": round(max(r) * flops / 1e9, 2)}
                     for name, r in rates.items()}
         for name, v in variants.items():
             print(f"network loop, {name}: {json.dumps(v)}", flush=True)
         best = max(variants, key=lambda k: variants[k]["images_per_s"])
+        # each round's best-setting rate over the mean matmul rate measured either side of it
+        round_efficiency = [rates[best][k] * flops / 1e9 / ((machine[k] + machine[k + 1]) / 2)
+                            for k in range(2)]
+        print("machine around the network rounds: "
+              + ", ".join(f"{g:.1f}" for g in machine) + " GFLOP/s; efficiency of each round: "
+              + ", ".join(f"{e:.3f}" for e in round_efficiency), flush=True)
         top = profile_top(predictors[best], images[: settings[best][1]])
         print("network loop profile, share of its time by operator (torch.profiler, self "
               "time): " + ", ".join(f"{name} {share:.0%}" for name, share in top), flush=True)
@@ -401,7 +415,10 @@ def main() -> None:
         address = start_ray()
         gpu = {"num_gpus": 1.0} if device == "cuda" else {}
         images_dir = os.path.join(work, "images")
+        before = machine_gflops(device)
         pipe = run_pipeline(images_dir, model, os.path.join(work, "out"), args.batch_size, **gpu)
+        pipe_gflops = (before + machine_gflops(device)) / 2
+        print(f"machine around the pipeline: {pipe_gflops:.1f} GFLOP/s", flush=True)
         print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
               f"{pipe['steady_images_per_s'] or 0:.2f} steady ({pipe['batches']} batches "
               "timed as they left the actor)", flush=True)
@@ -427,7 +444,7 @@ def main() -> None:
         bound = 1.0 / (decode_s / cores + 1.0 / variants[best]["images_per_s"])
         print(f"decode of the corpus: {decode_s * 1e3:.1f} ms per image (one thread); "
               f"pipeline bound on {cores} cores: {bound:.2f} images/s = "
-              f"{bound * flops / 1e9 / gflops:.3f} of the matmul rate", flush=True)
+              f"{bound * flops / 1e9 / pipe_gflops:.3f} of the matmul rate", flush=True)
         if device == "cuda":
             print(f"network loop, auto precision: {json.dumps(variants['auto precision'])}")
         print(f"pipeline:  {pipe_whole:.2f} images/s whole (actor start-up included), "
@@ -438,21 +455,23 @@ def main() -> None:
         print(f"driver peak RSS, streamed manifest: {rss[large]:.0f} MiB for {large:,} rows, "
               f"{rss[small]:.0f} MiB for {small:,} rows (stopping after {args.rss_images})")
         result = {
-            "machine_gflops": round(gflops, 2),
+            "machine_gflops": round(float(np.median(machine + [pipe_gflops])), 2),
+            "machine_gflops_samples": [round(g, 1) for g in machine] + [round(pipe_gflops, 1)],
             "cascade_gflops_per_image": round(flops / 1e9, 4),
             "network_setting": best,
             "network_images_per_s": variants[best]["images_per_s"],
             "network_gflops": net,
-            "network_flop_efficiency": round(net / gflops, 3),
+            "network_flop_efficiency": round(float(np.mean(round_efficiency)), 3),
+            "network_round_efficiency": [round(e, 3) for e in round_efficiency],
             "network_profile_top": top,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
             "pipeline_images_per_s": pipe_whole,
             "pipeline_steady_images_per_s": round(pipe_steady or 0, 2),
-            "pipeline_flop_efficiency": round((pipe_steady or 0) * flops / 1e9 / gflops, 3),
+            "pipeline_flop_efficiency": round((pipe_steady or 0) * flops / 1e9 / pipe_gflops, 3),
             "decode_ms_per_image": round(decode_s * 1e3, 1),
             "pipeline_bound_images_per_s": round(bound, 2),
-            "pipeline_bound_flop_efficiency": round(bound * flops / 1e9 / gflops, 3),
+            "pipeline_bound_flop_efficiency": round(bound * flops / 1e9 / pipe_gflops, 3),
             "whole_run_ratio": round(pipe_whole / bare["whole"], 3),
             "split_pools_images_per_s": split["images_per_s"],
             "split_over_one_pool": round(split["images_per_s"] / pipe_whole, 3),

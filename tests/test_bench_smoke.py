@@ -85,6 +85,12 @@ def test_annotate():
     # never beat the networks alone.
     assert 0 < result["pipeline_bound_images_per_s"] <= result["network_images_per_s"]
     assert result["decode_ms_per_image"] > 0
+    # The matmul rate is measured beside each figure it divides (these machines' rate moves
+    # 2x within minutes): before, between and after the two network rounds, and around the
+    # pipeline; the network efficiency is the mean of the rounds' own ratios.
+    samples, rounds = result["machine_gflops_samples"], result["network_round_efficiency"]
+    assert len(samples) == 4 and min(samples) > 0 and len(rounds) == 2
+    assert result["network_flop_efficiency"] == pytest.approx(sum(rounds) / 2, abs=2e-3)
 
 
 def test_the_steady_state_is_timed_from_the_actors_batch_clock(tmp_path, monkeypatch):
