@@ -1,7 +1,8 @@
 """Attributes in the wild: ANet on the faces the LNets find in scenes vs the same faces aligned.
 
 Issue 16's measure. It
-1. makes scenes of the TEST identities of a CelebA-layout root pasted on held-apart real
+1. makes scenes of the TEST identities (``--split val``: the val ones, to choose between
+   recipes without reading test) of a CelebA-layout root pasted on held-apart real
    backgrounds (`reproduce.scene_backgrounds` splits the folder by a hash of the file name, so
    these are the photos `reproduce` kept out of LNet training; `reproduce.validation_scenes`
    pastes the faces 30-120 px wide, turned, recoloured, on a degraded photo: the same scenes
@@ -18,6 +19,7 @@ Issue 16's measure. It
 
     python bench/wild_attributes.py --model runs/repro/model          # 150 scenes
     python bench/wild_attributes.py --model MODEL --scenes 300 --seed 1 --iou 0.5
+    python bench/wild_attributes.py --model MODEL --split val   # to choose between recipes
     python bench/wild_attributes.py --smoke-test    # seconds: a random tiny bundle, 4 scenes;
                                                     # generated data when ../shared is absent
 
@@ -55,6 +57,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="scenes to make (default: the recipe's test_count, 150)")
     p.add_argument("--iou", type=float, default=0.5, help="overlap a found face needs to match")
     p.add_argument("--seed", type=int, default=0, help="scene seed (reproduce's --seed)")
+    p.add_argument("--split", choices=["val", "test"], default="test",
+                   help="whose faces the scenes paste: val to choose a recipe, test to report")
     p.add_argument("--batch-size", type=int, default=8, help="scenes per model call")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--smoke-test", action="store_true",
@@ -95,8 +99,8 @@ def _pct(value: float | None) -> str:
 
 
 def measure(bundle, root: str, scenes: list, iou: float, batch_size: int,
-            device: str | None) -> dict:
-    """Scores of ``scenes`` (`reproduce.validation_scenes` of ``root``'s test split) found by
+            device: str | None, split: str = "test") -> dict:
+    """Scores of ``scenes`` (`reproduce.validation_scenes` of ``root``'s ``split``) found by
     the bundle's LNets, on given boxes, and aligned; figures as in the module docstring."""
     from faceattr_ray.data import read_celeba
     from faceattr_ray.data.decode import load_image
@@ -105,7 +109,7 @@ def measure(bundle, root: str, scenes: list, iou: float, batch_size: int,
     from faceattr_ray.metrics import attribute_metrics
     from faceattr_ray.predictor import Predictor
 
-    data = read_celeba(root, split="test")  # scene.face_index indexes this order
+    data = read_celeba(root, split=split)  # scene.face_index indexes this order
     wild = Predictor(bundle, device=device, localizer="lnet", all_faces=True)
     aligned = Predictor(bundle, device=device, localizer="full")
     shared = [n for n in wild.attributes if n in data.names]
@@ -200,11 +204,12 @@ def main(args: argparse.Namespace) -> dict:
             root, backgrounds = args.celeba_root, _image_files(args.backgrounds)
             bundle, model = load_bundle(args.model), args.model
         _, held_apart, _ = scene_backgrounds(backgrounds, work, recipe, args.seed)
-        scenes = validation_scenes(root, "test", held_apart, recipe, count, args.seed)
-        print(f"setting: {len(scenes)} scenes {tuple(recipe['scenes']['size'])} of the test "
+        scenes = validation_scenes(root, args.split, held_apart, recipe, count, args.seed)
+        print(f"setting: {len(scenes)} scenes {tuple(recipe['scenes']['size'])} of the {args.split} "
               f"faces of {os.path.abspath(root)} on {len(held_apart)} held-apart backgrounds; "
               f"model {model}, threshold {bundle.threshold}, IoU >= {args.iou}", flush=True)
-        result = measure(bundle, root, scenes, args.iou, args.batch_size, args.device)
+        result = measure(bundle, root, scenes, args.iou, args.batch_size, args.device,
+                         args.split)
     result["seconds"] = round(time.perf_counter() - start, 1)
 
     print(f"{'attribute':<20} {'n':>5} {'aligned':>8} {'box':>6} {'wild':>6} {'gap':>6}")

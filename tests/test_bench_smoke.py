@@ -155,11 +155,14 @@ def test_localization_prints_the_setting_and_a_json_of_rates():
         assert result[f"photos_{loc}_tpr_fppi01"] <= result[f"photos_{loc}_tpr_fppi1"]
 
 
-def test_wild_attributes_prints_aligned_and_wild_means(tmp_path):
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_wild_attributes_prints_aligned_and_wild_means(tmp_path, split):
     # Paths that do not exist: generated faces and backgrounds, nothing outside the repository.
+    # val: the scenes a recipe is chosen on, of faces the test figure never uses.
     lines = _smoke("wild_attributes.py", "--celeba-root", str(tmp_path / "none"),
-                   "--backgrounds", str(tmp_path / "none"))
-    assert any(line.startswith("setting: 4 scenes") for line in lines)
+                   "--backgrounds", str(tmp_path / "none"), "--split", split)
+    assert any(line.startswith("setting: 4 scenes") and f"of the {split} faces" in line
+               for line in lines)
     result = json.loads(lines[-1])
     assert result["scenes"] == 4 and result["faces"] > 0
     assert 0 <= result["matched"] <= result["faces"] and result["false_detections"] >= 0
