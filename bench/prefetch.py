@@ -1,4 +1,5 @@
-"""In-process training: batches made by a thread ahead of the step vs the plain loop.
+"""In-process training: batches made by a thread ahead of the step vs the plain loop (or, with
+--wild-shares, one share of wild crops against another).
 
 `reproduce` trains in-process on a small machine; making a batch there (decoding, augmenting,
 pasting wild crops) runs between the steps unless ``prefetch`` makes it in a thread. This bench
@@ -10,8 +11,11 @@ faces, wild crops on the real backgrounds included.
     python bench/prefetch.py                          # ANet, 40 steps of 64 faces per setting
     python bench/prefetch.py --family ssp-ssg
     python bench/prefetch.py --smoke-test             # generated faces, tiny networks, seconds
+    python bench/prefetch.py --wild-shares 0.5 0.25   # plain loop, half vs a quarter wild
 
-Last line: JSON {"family", "steps", "batch_size", "prefetch", "plain", "speedup", "threads"}.
+Last line: JSON {"family", "steps", "batch_size", "prefetch", "plain", "speedup", "threads"};
+with --wild-shares A B: {..., "share A", "share B", "speedup": B over A, ...}. A wild crop costs
+more to make than an aligned one, so the share decides how many epochs fit a budget.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ def main() -> None:
     p.add_argument("--celeba-root", default=os.path.join(SHARED, "celeba-mini"))
     p.add_argument("--backgrounds", default=os.path.join(SHARED, "backgrounds"))
     p.add_argument("--steps", type=int, default=40, help="training steps per setting and round")
+    p.add_argument("--wild-shares", type=float, nargs=2, default=None, metavar=("A", "B"),
+                   help="compare these shares of wild crops (plain loop) instead of prefetch")
     p.add_argument("--smoke-test", action="store_true",
                    help="generated faces and backgrounds, the smoke recipe, 3 steps")
     args = p.parse_args()
@@ -66,10 +72,17 @@ def main() -> None:
                        seed=0, preprocess=recipe.get("preprocess") or {})
         if args.family == "anet":
             options["nets"] = ("anet",)
-        rates: dict[str, list[float]] = {"prefetch": [], "plain": []}
+        # name -> (prefetch, wild crops options) of each setting compared
+        if args.wild_shares:
+            settings = {f"share {share:g}": (False, {**options["wild"], "share": share})
+                        for share in args.wild_shares}
+        else:
+            settings = {"prefetch": (True, options.get("wild")),
+                        "plain": (False, options.get("wild"))}
+        rates: dict[str, list[float]] = {name: [] for name in settings}
         for _ in range(2):
-            for name in rates:
-                result = train(root, **arch, **options, prefetch=name == "prefetch")
+            for name, (prefetch, wild) in settings.items():
+                result = train(root, **arch, **{**options, "wild": wild}, prefetch=prefetch)
                 metrics = result[1]["anet"] if args.family == "anet" else result[1]
                 rates[name].append(metrics["images_per_s"])
     best = {name: round(max(r), 2) for name, r in rates.items()}
@@ -80,9 +93,10 @@ def main() -> None:
           f"torch {threads} threads, faces from {root}")
     for name, rate in best.items():
         print(f"{name}: {rate} images/s (rounds: {', '.join(f'{r:.1f}' for r in rates[name])})")
+    first, second = list(best)  # speedup: prefetch over plain, or share B over share A
+    speedup = best[first] / best[second] if not args.wild_shares else best[second] / best[first]
     print(json.dumps({"family": args.family, "steps": args.steps, "batch_size": batch, **best,
-                      "speedup": round(best["prefetch"] / best["plain"], 3),
-                      "threads": threads}))
+                      "speedup": round(speedup, 3), "threads": threads}))
 
 
 if __name__ == "__main__":
