@@ -401,7 +401,7 @@ def main() -> None:
             rate = network_rate(predictors[best], images, settings[best][1], settings[best][1],
                                 device)
             turns.append(rate * flops / 1e9 / machine_gflops(device, settings[best][1] / rate))
-        round_efficiency = sorted(turns)
+        turn_efficiency = sorted(turns)
         print("machine around the network rounds: "
               + ", ".join(f"{g:.1f}" for g in machine) + " GFLOP/s; network over matmul in 8 "
               "alternating turns: " + ", ".join(f"{e:.3f}" for e in turns), flush=True)
@@ -468,8 +468,8 @@ def main() -> None:
             "network_setting": best,
             "network_images_per_s": variants[best]["images_per_s"],
             "network_gflops": net,
-            "network_flop_efficiency": round(float(np.median(round_efficiency)), 3),
-            "network_turn_efficiency": [round(e, 3) for e in round_efficiency],
+            "network_flop_efficiency": round(float(np.median(turn_efficiency)), 3),
+            "network_turn_efficiency": [round(e, 3) for e in turn_efficiency],
             "network_profile_top": top,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
