@@ -328,11 +328,13 @@ def main() -> None:
         sys.exit("bench/annotate.py: --device cuda: no CUDA GPU here "
                  "(torch.cuda.is_available() is False)")
     preset, sizes = "cpu", _corpus.SIZES
+    sample_s = 2.0  # seconds of each matmul-rate sample
     if args.smoke_test:
         # batch 2: 6 batches leave the actor, so the steady state has 5 to time
         args.images, args.unique, args.batch_size, args.rss_images = 12, 6, 2, 4
         args.manifest_rows, preset = (10_000, 1_000), "tiny"
         sizes = ((64, 48), (160, 120), (400, 300))
+        sample_s = 0.2
 
     from faceattr_ray.bundle import load_bundle, save_bundle
     from faceattr_ray.predictor import Predictor
@@ -358,7 +360,7 @@ def main() -> None:
         # The matmul rate of these machines moves up to 2x within minutes (other tenants), so
         # it is measured next to every figure it divides: before, between and after the
         # network rounds, and around the pipeline; each ratio uses the rates beside it.
-        machine = [machine_gflops(device)]
+        machine = [machine_gflops(device, sample_s)]
         print(f"machine: {machine[0]:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
         twelve = [u for u in unique if f"{sizes[2][0]}x{sizes[2][1]}" in u]
         decode = decode_speedup(twelve)
@@ -386,7 +388,7 @@ def main() -> None:
             for name, (_, batch) in settings.items():
                 count = max(2 * batch, len(images) // 2)
                 rates[name].append(network_rate(predictors[name], images, batch, count, device))
-            machine.append(machine_gflops(device))
+            machine.append(machine_gflops(device, sample_s))
         variants = {name: {"images_per_s": round(max(r), 2),
                            "gflops": round(max(r) * flops / 1e9, 2)}
                     for name, r in rates.items()}
@@ -422,9 +424,9 @@ def main() -> None:
         address = start_ray()
         gpu = {"num_gpus": 1.0} if device == "cuda" else {}
         images_dir = os.path.join(work, "images")
-        before = machine_gflops(device)
+        before = machine_gflops(device, sample_s)
         pipe = run_pipeline(images_dir, model, os.path.join(work, "out"), args.batch_size, **gpu)
-        pipe_gflops = (before + machine_gflops(device)) / 2
+        pipe_gflops = (before + machine_gflops(device, sample_s)) / 2
         print(f"machine around the pipeline: {pipe_gflops:.1f} GFLOP/s", flush=True)
         print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
               f"{pipe['steady_images_per_s'] or 0:.2f} steady ({pipe['batches']} batches "
