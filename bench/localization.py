@@ -19,6 +19,7 @@ threshold, detections per image, and the TPR at 0.1 and 1 false positive per ima
     python bench/localization.py                          # the bundled model, ~3 min on 2 cores
     python bench/localization.py --model runs/repro/model --overlays bench-out/loc
     python bench/localization.py --photos my_photos/ --boxes my_boxes.json
+    python bench/localization.py --split val --localizer-options '{"scale_step": 2}'  # a variant
     python bench/localization.py --smoke-test             # seconds: the plumbing, not figures
 
 Last line: JSON {"<set>_<localizer>_<figure>": ...}.
@@ -52,6 +53,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["val", "test"], default="test",
                    help="faces of collages and scenes: val to choose a setting, test to report")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--localizer-options", type=json.loads, default={}, metavar="JSON",
+                   help='the LNets\' reading options over the bundle\'s, e.g. \'{"scale_step": 2}\'')
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
 
@@ -144,7 +147,8 @@ def main(args) -> dict:
         save_bundle(os.path.join(work, "model"), bundle)
         args.model, args.scenes = os.path.join(work, "model"), 2
     bundle = load_bundle(resolve_model(args.model))
-    lnet = LNetLocalizer.from_bundle(bundle, threshold=None, all_faces=True)
+    lnet = LNetLocalizer.from_bundle(bundle, threshold=None, all_faces=True,
+                                     **args.localizer_options)
     cascade = CascadeLocalizer(all_faces=True)
     localizers = {"lnet": (lnet, bundle.threshold), "cascade": (cascade, None)}
 
@@ -167,7 +171,8 @@ def main(args) -> dict:
                                    args.seed)
         sets["scenes"] = ([s.image for s in scenes], [s.boxes for s in scenes])
 
-    print(f"setting: model {bundle.path} (threshold {bundle.threshold}); {args.split} faces; sets: "
+    print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
+          f"{json.dumps(args.localizer_options)} over the bundle's); {args.split} faces; sets: "
           + ", ".join(f"{k} {len(v[0])} images / {sum(len(b) for b in v[1])} faces"
                       for k, v in sets.items()))
     result: dict = {}

@@ -163,6 +163,13 @@ def test_localization_prints_the_setting_and_a_json_of_rates():
         assert result[f"photos_{loc}_tpr_fppi01"] <= result[f"photos_{loc}_tpr_fppi1"]
 
 
+def test_localization_reads_with_other_options_than_the_bundles():
+    # How a reading variant (pyramid step, zooms ...) is measured without a new bundle.
+    lines = _smoke("localization.py", "--localizer-options", '{"scale_step": 2.0}')
+    assert 'localizer options {"scale_step": 2.0}' in lines[0]
+    assert 0.0 <= json.loads(lines[-1])["photos_lnet_recall_iou50"] <= 1.0
+
+
 @pytest.mark.parametrize("split", ["test", "val"])
 def test_wild_attributes_prints_aligned_and_wild_means(tmp_path, split):
     # Paths that do not exist: generated faces and backgrounds, nothing outside the repository.
