@@ -87,8 +87,10 @@ def main() -> None:
                 rates[name].append(metrics["images_per_s"])
     best = {name: round(max(r), 2) for name, r in rates.items()}
     threads = torch.get_num_threads()
+    shares = (" vs ".join(f"{x:g}" for x in args.wild_shares) + ", plain loop"
+              if args.wild_shares else f"{options.get('wild', {}).get('share', 0)}")
     print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe (wild crops "
-          f"share {options.get('wild', {}).get('share', 0)}), {args.steps} steps of {batch} "
+          f"share {shares}), {args.steps} steps of {batch} "
           f"faces per setting, two rounds alternated (best of each), {os.cpu_count()} CPUs, "
           f"torch {threads} threads, faces from {root}")
     for name, rate in best.items():
