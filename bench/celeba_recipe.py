@@ -381,6 +381,10 @@ CROSSFIT: dict[str, dict] = {
     "crossfit5_average": {"crossfit": 5, "crossfit_final": "average"},
     "crossfit10": {"crossfit": 10, "crossfit_final": "refit"},
     "crossfit5_train": {"crossfit": 5, "crossfit_final": "refit", "train": True},
+    # test-time flip: each face's features are the mean over its patches and its mirror's
+    "crossfit5_flip": {"crossfit": 5, "crossfit_final": "refit", "flip": True},
+    # per attribute the best mix of the tag layer and the SVM (reproduce.blend_heads)
+    "crossfit5_blend": {"crossfit": 5, "crossfit_final": "refit", "choose": "blend"},
 }
 MIN_POSITIVES = (10, 20, 40)  # the balanced point's guard: Platt's below that many positives
 
@@ -408,7 +412,8 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
     feats = val_patch_features(bundle, [str(p) for p in val.paths],
                                os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
                                else None)
-    x = feats[:, :feats.shape[1] // 2].mean(1, keepdims=True)  # aligned view, patch mean
+    aligned = feats[:, :feats.shape[1] // 2].mean(1, keepdims=True)  # aligned view, patch mean
+    mirrored = feats.mean(1, keepdims=True)  # both views
     identity = np.asarray(val.identity)
     xt = yt = None
     if any(CROSSFIT[n].get("train") for n in names):
@@ -418,6 +423,7 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
     for name in names:
         cand = dict(CROSSFIT[name])
         with_train = cand.pop("train", False)
+        x = mirrored if cand.get("flip") else aligned
         h = merge(RECIPE["heads"], {**cand, "patches": False})
         h["solver"] = solver
         figures: dict[str, list] = {}

@@ -95,7 +95,10 @@ RECIPE: dict = {
                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 1,
                       # share of training crops made as a localizer finds faces in photos;
                       # context_share of those paste the whole aligned crop (neck, surroundings)
-                      "wild": {"share": 0.25, "face_px": [24, 64], "context_share": 0.5}},
+                      "wild": {"share": 0.25, "face_px": [24, 64], "context_share": 0.5},
+                      # in-process: batches made by a child process during the step, val
+                      # scored every 8th epoch (bench/prefetch.py; README, results)
+                      "prefetch": "process", "val_every": 8},
     # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
     # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
     # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val
@@ -111,7 +114,9 @@ RECIPE: dict = {
         # (chosen C on all val) or "average" (the K fold models averaged)
         "crossfit": 5,
         "crossfit_final": "refit",
-        "choose": "best",  # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute
+        # "svm", "anet" (the fine-tuned tag layer) or "best" per attribute; "blend": the mix of
+        # both with the best held-out choose_by (one linear head; reproduce.blend_heads)
+        "choose": "best",
         "choose_by": "average_precision",  # "best" by held-out AP (None: the metric C is on)
         "solver": "ray",  # "ray" (Newton on Ray tasks) or "liblinear"
         "patches": False,  # one SVM sample per face (the patch mean), not per patch (paper)
@@ -504,6 +509,14 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
     use_anet = np.array([c == "anet" for c in choice])
     weight = np.where(use_anet[:, None], anet_w, svm.weight).astype(np.float32)
     bias = np.where(use_anet, anet_b, svm.bias).astype(np.float32)
+    mix = None
+    if h["choose"] == "blend":
+        if svm.held_out is None:
+            raise ValueError("heads.choose 'blend' needs held-out SVM scores (crossfit or "
+                             "holdout, and more than one C)")
+        weight, bias, mix = blend_heads(anet_w, anet_b, anet_scores, svm, y[held], names,
+                                        h.get("blend_grid", BLEND_GRID), key)
+        choice = ["blend" if 0 < m < 1 else "svm" if m == 1 else "anet" for m in mix]
     heads = LinearHeads(names, weight, bias, info=svm.info)
     # Operating points on the held-out images, scored by heads that never saw them: the SVMs
     # before their refit (the refit keeps each C), ANet's layer as it is.
@@ -513,6 +526,8 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
         if not np.array_equal(svm.held_out[1], y[held].astype(np.float32), equal_nan=True):
             raise RuntimeError("held-out scores came back in another order than the images")
         held_scores = np.where(use_anet[None, :], anet_scores, svm.held_out[0])
+        if mix is not None:
+            held_scores = mixed_scores(anet_scores, svm.held_out[0], mix)
         where = "val identities held out of the SVM fit (scored before the refit)"
         if k:
             folds = crossed.info["crossfit"]["folds"]
@@ -530,6 +545,8 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
                                  "crossfit": k, **({"crossfit_final": final} if k else {})})
     fit_rows = (split == TRAIN) | (held if k else False)
     info = {**svm.info, "choice": dict(zip(names, choice, strict=True)),
+            **({"blend": dict(zip(names, map(float, mix), strict=True))} if mix is not None
+               else {}),
             "val_images_fit": int(fit_rows.sum()), "val_images_held": int(held.sum()),
             "held_out_metric": key,
             "held_out_accuracy": {  # of the metric "held_out_metric" (the key is historical)
@@ -540,6 +557,41 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
                     for j, (n, c) in enumerate(zip(names, choice, strict=True))]))
                 if svm_val is not None else None}}
     return heads, info, points
+
+
+BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _spread(scores: np.ndarray) -> np.ndarray:
+    return scores.std(0) + 1e-6
+
+
+def mixed_scores(anet: np.ndarray, svm: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """(1 - m) anet / sd(anet) + m svm / sd(svm) per attribute: each score in units of its
+    own spread over the same images, so the mix weighs rankings, not scales."""
+    return (1 - mix) * anet / _spread(anet) + mix * svm / _spread(svm)
+
+
+def blend_heads(anet_w: np.ndarray, anet_b: np.ndarray, anet_scores: np.ndarray, svm,
+                y_held: np.ndarray, names: list[str], grid, key: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per attribute, the mix of ANet's tag layer and the SVM (`mixed_scores`) with the best
+    held-out ``key`` over ``grid`` (0: the tag layer, 1: the SVM). Both heads are linear in
+    the same features, so the mix is one linear head: returns its (A, F) weight, (A,) bias
+    and the chosen mix (A,). Spreads are the held-out scores' (the SVM's out-of-fold ones)."""
+    from faceattr_ray.metrics import attribute_metrics
+
+    held_svm = svm.held_out[0]
+    figures = []
+    for m in grid:
+        per = attribute_metrics(y_held, mixed_scores(anet_scores, held_svm, np.full(len(names), m)),
+                                names)["attributes"]
+        figures.append([per[n][key] or 0.0 for n in names])
+    mix = np.asarray(grid, np.float64)[np.argmax(np.array(figures), axis=0)]
+    sa, ss = _spread(anet_scores), _spread(held_svm)
+    weight = (1 - mix)[:, None] * anet_w / sa[:, None] + mix[:, None] * svm.weight / ss[:, None]
+    bias = (1 - mix) * anet_b / sa + mix * svm.bias / ss
+    return weight.astype(np.float32), bias.astype(np.float32), mix
 
 
 def store_points(bundle, points, h: dict) -> None:

@@ -129,21 +129,39 @@ def test_local_finetune_learns_attributes(tmp_path):
     assert nets["anet"].config.num_attributes == 3
 
 
-@pytest.mark.parametrize("max_steps", [None, 3])
-def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, max_steps):
-    """Batches made by a thread ahead of the step (``prefetch``) give the very weights the
-    plain loop gives: same batches, same order, the same random augmentation draws, also
-    when max_steps ends an epoch early (the thread makes no batch beyond it)."""
+@pytest.mark.parametrize(("mode", "max_steps"), [("thread", None), ("thread", 3),
+                                                 ("process", None), ("process", 3)])
+def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_steps):
+    """Batches made ahead of the step (``prefetch``: a thread or a child process) give the
+    very weights the plain loop gives: same batches, same order, the same random augmentation
+    draws over epochs, also when max_steps ends an epoch early (no batch is made beyond it);
+    val scored every other epoch changes no weight."""
     root = write_celeba(str(tmp_path / "celeba"), n=24)
-    runs = [api.finetune(root, nets=("anet",), local=True, epochs=2, batch_size=4, lr=0.05,
-                         seed=1, max_steps=max_steps, prefetch=prefetch,
+    runs = [api.finetune(root, nets=("anet",), local=True, epochs=3, batch_size=4, lr=0.05,
+                         seed=1, max_steps=max_steps, prefetch=prefetch, val_every=every,
                          anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
                                "feature_dim": 16})
-            for prefetch in (True, False)]
-    (ahead, _, cfg), (plain, _, _) = runs
-    assert cfg["prefetch"] is True and cfg["augment"] is True  # augmentation draws random
+            for prefetch, every in ((mode, 2), (False, 1))]
+    (ahead, metrics, cfg), (plain, plain_metrics, _) = runs
+    assert cfg["prefetch"] == mode and cfg["augment"] is True  # augmentation draws random
     for key, value in plain["anet"].state_dict().items():
         assert torch.equal(ahead["anet"].state_dict()[key], value), key
+    # the last epoch is always scored
+    assert metrics["anet"]["val_accuracy"] == plain_metrics["anet"]["val_accuracy"]
+
+
+def test_batch_process_raises_the_makers_error(tmp_path):
+    """A batch that cannot be made (a corrupt training image) stops training with its error,
+    named, rather than hanging on a queue."""
+    root = write_celeba(str(tmp_path / "celeba"), n=12)
+    first = sorted(os.listdir(os.path.join(root, "img_align_celeba")))[0]
+    with open(os.path.join(root, "img_align_celeba", first), "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.raises(RuntimeError, match="making a batch failed"):
+        api.finetune(root, nets=("anet",), local=True, epochs=1, batch_size=4, seed=1,
+                     prefetch="process", shuffle=False,
+                     anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
+                           "feature_dim": 16})
 
 
 def test_prefetched_raises_the_makers_error_and_stops_when_the_loop_stops():

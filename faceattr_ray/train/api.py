@@ -26,9 +26,12 @@ DEFAULTS: dict = {
     "decode_cpus": DECODE_CPUS, "decode_batch": 32, "similarity_weight": 0.1,
     "images_per_identity": 4, "min_images": 2, "attributes": None, "image_dir": None,
     "augment": True, "shuffle": True, "lnet": {}, "anet": {},
-    # in-process training: batches made by a thread while the network trains (common.prefetched).
-    # Off: on 2 cores the step is the bottleneck (bench/prefetch.py: 0.98x ANet, 1.00x SSP+SSG)
+    # in-process training: batches made while the network trains, by a "thread"
+    # (common.prefetched; 0.98x ANet on 2 cores: the GIL) or a child "process"
+    # (common.BatchProcess; bench/prefetch.py); False: between the steps
     "prefetch": False,
+    # in-process training: score the val split every this many epochs (and after the last)
+    "val_every": 1,
     # models.Preprocess keys (mean, std, face_context, LNet reading sizes); written into the
     # bundle, so inference reads images exactly as training did
     "preprocess": {},

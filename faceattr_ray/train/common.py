@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import queue
 import tempfile
 import time
 from collections import deque
@@ -298,6 +299,84 @@ def prefetched(batches: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
             yield item
 
 
+def _batch_process(job_name: str, cfg: dict, rows: Rows, tasks, out) -> None:
+    """`BatchProcess`'s child: makes each asked-for epoch of batches, then hands back the rng."""
+    torch.set_num_threads(1)  # it decodes and augments; the parent's threads run the network
+    job = get_job(job_name)
+    while (task := tasks.get()) is not None:
+        batch_size, train, state, limit = task
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+        try:
+            for batch in itertools.islice(local_batches(job, cfg, rows, batch_size, train, rng),
+                                          limit):
+                out.put(("batch", batch))
+        except Exception as e:  # noqa: BLE001 -- raised again in the parent, by type and text
+            out.put(("error", (type(e).__name__, str(e))))
+            continue
+        out.put(("end", rng.bit_generator.state))
+
+
+class BatchProcess:
+    """A job's batches made by a child process while this one runs the step
+    (``prefetch: "process"``). A thread cannot overlap them on a small machine: making a batch
+    is mostly Python that holds the GIL (bench/prefetch.py: 0.98x with a thread, 1.13x with a
+    process for ANet on 2 cores). The child makes exactly the batches `local_batches` makes
+    with the caller's rng, and hands the rng's state back at the end of each epoch, so the
+    weights equal the plain loop's (tests/test_train.py)."""
+
+    def __init__(self, job: Job, cfg: dict, rows: Rows, depth: int = 2) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
+        self._tasks, self._out = ctx.Queue(), ctx.Queue(maxsize=depth)
+        self._child = ctx.Process(target=_batch_process, name="batch-process", daemon=True,
+                                  args=(job.name, cfg, rows, self._tasks, self._out))
+        self._child.start()
+
+    def batches(self, batch_size: int, train: bool, rng: np.random.Generator,
+                limit: int | None = None) -> Iterator[Batch]:
+        """One epoch of batches (at most ``limit``); ``rng`` continues where the child's
+        draws ended once the last one is taken. Take them all (``max_steps`` batches are
+        all: the child makes no more)."""
+        self._tasks.put((batch_size, train, rng.bit_generator.state, limit))
+        while True:
+            while True:
+                try:
+                    kind, item = self._out.get(timeout=5.0)
+                    break
+                except queue.Empty:
+                    if not self._child.is_alive():
+                        raise RuntimeError(
+                            f"the batch process died (exit code {self._child.exitcode}; out of "
+                            "memory? or a script that starts training without an "
+                            "`if __name__ == \"__main__\":` guard)") from None
+            if kind == "batch":
+                yield item
+            elif kind == "end":
+                rng.bit_generator.state = item
+                return
+            else:
+                name, text = item
+                raise RuntimeError(f"making a batch failed: {name}: {text}")
+
+    def close(self) -> None:
+        if self._child.is_alive():
+            self._tasks.put(None)
+            self._child.join(timeout=10)
+        if self._child.is_alive():
+            self._child.terminate()
+        for q in (self._tasks, self._out):  # a dead child's queues must not hold up exit
+            q.cancel_join_thread()
+            q.close()
+
+    def __enter__(self) -> BatchProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def transform_task(batch: Batch, job_name: str, cfg: dict, train: bool) -> Batch:
     """Ray Data `map_batches` body: decode + augment rows on a CPU task."""
     # Fresh entropy per task: augmentation differs each epoch; eval transforms ignore the rng.
@@ -528,22 +607,46 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     train_rows, val_rows = job.rows(cfg, "train"), job.rows(cfg, "val")
     epoch_steps = math.ceil(len(train_rows) / cfg["batch_size"])  # local batches are of rows
     metrics: dict = {}
-    # cfg["prefetch"]: batches made by a thread while the network trains (`prefetched`)
-    ahead = prefetched if cfg.get("prefetch", False) else iter
-    for epoch in range(cfg["epochs"]):
-        start = time.perf_counter()
-        # at most max_steps batches are made, as the plain loop makes (the rng's draws)
-        train = itertools.islice(local_batches(job, cfg, train_rows, cfg["batch_size"], True, rng),
-                                 cfg.get("max_steps"))
-        stats = train_epoch(model, optimizer, scaler, ahead(train), job, cfg, device,
-                            max_steps=cfg.get("max_steps"), epoch=epoch, epoch_steps=epoch_steps)
-        stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
-        val = None
-        if val_rows:
-            val = validate(model, ahead(local_batches(job, cfg, val_rows, cfg["batch_size"],
-                                                      False, rng)), job, cfg, device)
-        metrics = epoch_metrics(epoch, stats, val, 1)
-        metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
-        if verbose:
-            print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
+    # cfg["prefetch"]: training batches made ahead of the step by a thread (`prefetched`) or a
+    # child process (`BatchProcess`); False: between the steps
+    mode = {True: "thread"}.get(cfg.get("prefetch", False), cfg.get("prefetch", False))
+    if mode not in (False, None, "thread", "process"):
+        raise ValueError(f"prefetch: {mode!r} is not one of False, 'thread', 'process'")
+    ahead = prefetched if mode == "thread" else iter
+    with contextlib.ExitStack() as stack:
+        maker = stack.enter_context(BatchProcess(job, cfg, train_rows)) if mode == "process" \
+            else None
+        for epoch in range(cfg["epochs"]):
+            metrics = _local_epoch(model, optimizer, scaler, job, cfg, device, epoch, epoch_steps,
+                                   train_rows, val_rows, rng, ahead, maker)
+            if verbose:
+                print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
     return model.cpu().eval(), metrics
+
+
+def _local_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, job: Job, cfg: dict,
+                 device: torch.device, epoch: int, epoch_steps: int, train_rows: Rows,
+                 val_rows: Rows, rng: np.random.Generator, ahead, maker: BatchProcess | None
+                 ) -> dict:
+    start = time.perf_counter()
+    # at most max_steps batches are made, as the plain loop makes (the rng's draws)
+    if maker is not None:
+        train = maker.batches(cfg["batch_size"], True, rng, cfg.get("max_steps"))
+    else:
+        train = ahead(itertools.islice(
+            local_batches(job, cfg, train_rows, cfg["batch_size"], True, rng),
+            cfg.get("max_steps")))
+    stats = train_epoch(model, optimizer, scaler, train, job, cfg, device,
+                        max_steps=cfg.get("max_steps"), epoch=epoch, epoch_steps=epoch_steps)
+    deque(train, maxlen=0)  # the epoch's end: a child hands the rng back
+    stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
+    val = None
+    # val_every: the val split is scored every that many epochs and after the last (it only
+    # reports; a pass costs about 4% of an ANet epoch)
+    every = max(1, int(cfg.get("val_every") or 1))
+    if val_rows and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
+        val = validate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False, rng),
+                       job, cfg, device)
+    metrics = epoch_metrics(epoch, stats, val, 1)
+    metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
+    return metrics
