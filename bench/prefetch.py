@@ -86,7 +86,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in settings}
         for _ in range(2):
             for name, (prefetch, wild) in settings.items():
-                result = train(root, **arch, **{**options, "wild": wild}, prefetch=prefetch)
+                result = train(root, **arch, **{**options, "wild": wild, "prefetch": prefetch})
                 metrics = result[1]["anet"] if args.family == "anet" else result[1]
                 rates[name].append(metrics["images_per_s"])
     best = {name: round(max(r), 2) for name, r in rates.items()}

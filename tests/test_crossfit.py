@@ -134,3 +134,58 @@ def test_ray_solver_cross_fits_like_liblinear(local_ray):
     np.testing.assert_allclose(ours.scores, ref.scores, atol=5e-3)
     np.testing.assert_allclose(ours.refit.weight, ref.refit.weight, atol=5e-3)
     np.testing.assert_allclose(ours.average.bias, ref.average.bias, atol=5e-3)
+
+
+class _TagLayer(_Bundle):
+    """A tag layer that sees only the second feature dimension (half the signal)."""
+
+    def head_arrays(self):
+        w = np.zeros((len(self.attributes), self.dim), np.float32)
+        w[:, 1] = 1.0
+        return w, np.zeros(len(self.attributes), np.float32), None
+
+
+def test_blended_heads_are_one_linear_head_scoring_the_chosen_mix():
+    """heads.choose "blend": per attribute the mix of the tag layer and the SVM with the best
+    held-out AP. When each errs in its own way (the tag layer sees one of the two signal
+    dimensions; the SVM sees both but fits 300 faces in 40 dimensions, noise included) a mix
+    ranks better than either and is chosen; the stored head scores new faces exactly as the
+    mix of the two (each over the spread of its held-out scores) does."""
+    rng = np.random.default_rng(1)
+    n, people, dim = 300, 150, 40
+    identity = rng.integers(0, people, n)
+    y = (rng.random(people) < 0.5)[identity].astype(np.float32)[:, None]
+    x = rng.normal(size=(n, 1, dim)).astype(np.float32)
+    x[:, 0, 0] += 1.0 * y[:, 0]
+    x[:, 0, 1] += 1.0 * y[:, 0]
+    bundle = _TagLayer(["Mixed"], dim)
+    h = {**HEADS, "crossfit": 5, "choose": "blend", "choose_by": "average_precision"}
+    split = np.full(n, VAL, np.int8)
+    heads, info, _ = heads_from_features(bundle, x, y, split, h, 0, identity)
+    mix = info["blend"]["Mixed"]
+    assert 0 < mix < 1 and info["choice"] == {"Mixed": "blend"}
+    # the stored head is one linear head: the tag layer and the SVM, each over the spread of
+    # its held-out scores, mixed
+    from types import SimpleNamespace
+
+    from faceattr_ray.reproduce import blend_heads
+
+    tag_w, tag_b, _ = bundle.head_arrays()
+    svm = SimpleNamespace(weight=rng.normal(size=(1, dim)).astype(np.float32),
+                          bias=np.array([0.3], np.float32))
+    held = x[:, 0]
+    svm.held_out = (linear_scores(held, svm.weight, svm.bias), y)
+    tag_held = linear_scores(held, tag_w, tag_b)
+    weight, bias, chosen = blend_heads(tag_w, tag_b, tag_held, svm, y, ["Mixed"],
+                                       (0.0, 0.5, 1.0), "average_precision")
+    new = rng.normal(size=(50, dim)).astype(np.float32)
+    m = chosen[0]
+    want = ((1 - m) * linear_scores(new, tag_w, tag_b) / (tag_held.std(0) + 1e-6)
+            + m * linear_scores(new, svm.weight, svm.bias) / (svm.held_out[0].std(0) + 1e-6))
+    np.testing.assert_allclose(linear_scores(new, weight, bias), want, rtol=1e-4, atol=1e-4)
+    # a grid of 0 alone is the tag layer (rescaled: the same ranking and the same sign)
+    weight, bias, chosen = blend_heads(tag_w, tag_b, tag_held, svm, y, ["Mixed"], (0.0,),
+                                       "average_precision")
+    assert chosen.tolist() == [0.0]
+    np.testing.assert_allclose(linear_scores(new, weight, bias) * (tag_held.std(0) + 1e-6),
+                               linear_scores(new, tag_w, tag_b), rtol=1e-4, atol=1e-4)
