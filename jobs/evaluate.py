@@ -2,4 +2,5 @@
 
 from _entry import run
 
-run("evaluate")
+if __name__ == "__main__":  # a child process (spawned) imports this file too
+    run("evaluate")

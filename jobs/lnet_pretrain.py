@@ -2,4 +2,5 @@
 
 from _entry import run
 
-run("train", "lnet-pretrain")
+if __name__ == "__main__":  # a child process (spawned) imports this file too
+    run("train", "lnet-pretrain")
