@@ -320,8 +320,8 @@ def _batch_process(job_name: str, cfg: dict, rows: Rows, tasks, out) -> None:
 class BatchProcess:
     """A job's batches made by a child process while this one runs the step
     (``prefetch: "process"``). A thread cannot overlap them on a small machine: making a batch
-    is mostly Python that holds the GIL (bench/prefetch.py: 0.98x with a thread, 1.13x with a
-    process for ANet on 2 cores). The child makes exactly the batches `local_batches` makes
+    is mostly Python that holds the GIL (bench/prefetch.py, ANet on 2 cores: a thread 0.98x
+    in an earlier stop; a process 1.21x and 0.99x in two runs: noisy). The child makes exactly the batches `local_batches` makes
     with the caller's rng, and hands the rng's state back at the end of each epoch, so the
     weights equal the plain loop's (tests/test_train.py)."""
 
@@ -341,16 +341,7 @@ class BatchProcess:
         all: the child makes no more)."""
         self._tasks.put((batch_size, train, rng.bit_generator.state, limit))
         while True:
-            while True:
-                try:
-                    kind, item = self._out.get(timeout=5.0)
-                    break
-                except queue.Empty:
-                    if not self._child.is_alive():
-                        raise RuntimeError(
-                            f"the batch process died (exit code {self._child.exitcode}; out of "
-                            "memory? or a script that starts training without an "
-                            "`if __name__ == \"__main__\":` guard)") from None
+            kind, item = self._receive()
             if kind == "batch":
                 yield item
             elif kind == "end":
@@ -359,6 +350,18 @@ class BatchProcess:
             else:
                 name, text = item
                 raise RuntimeError(f"making a batch failed: {name}: {text}")
+
+    def _receive(self) -> tuple[str, object]:
+        """The child's next message; an error, not a hang, if the child has died."""
+        while True:
+            try:
+                return self._out.get(timeout=5.0)
+            except queue.Empty:
+                if not self._child.is_alive():
+                    raise RuntimeError(
+                        f"the batch process died (exit code {self._child.exitcode}; out of "
+                        "memory? or a script that starts training without an "
+                        "`if __name__ == \"__main__\":` guard)") from None
 
     def close(self) -> None:
         if self._child.is_alive():
@@ -616,37 +619,29 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     with contextlib.ExitStack() as stack:
         maker = stack.enter_context(BatchProcess(job, cfg, train_rows)) if mode == "process" \
             else None
+        # val_every: val is scored every that many epochs and after the last (it only reports;
+        # a pass costs about 4% of an ANet epoch)
+        every = max(1, int(cfg.get("val_every") or 1))
         for epoch in range(cfg["epochs"]):
-            metrics = _local_epoch(model, optimizer, scaler, job, cfg, device, epoch, epoch_steps,
-                                   train_rows, val_rows, rng, ahead, maker)
+            start = time.perf_counter()
+            # at most max_steps batches are made, as the plain loop makes (the rng's draws)
+            if maker is not None:
+                train = maker.batches(cfg["batch_size"], True, rng, cfg.get("max_steps"))
+            else:
+                train = ahead(itertools.islice(
+                    local_batches(job, cfg, train_rows, cfg["batch_size"], True, rng),
+                    cfg.get("max_steps")))
+            stats = train_epoch(model, optimizer, scaler, train, job, cfg, device,
+                                max_steps=cfg.get("max_steps"), epoch=epoch,
+                                epoch_steps=epoch_steps)
+            deque(train, maxlen=0)  # the epoch's end: a child hands the rng back
+            stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
+            val = None
+            if val_rows and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
+                val = validate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False,
+                                                    rng), job, cfg, device)
+            metrics = epoch_metrics(epoch, stats, val, 1)
+            metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
             if verbose:
                 print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
     return model.cpu().eval(), metrics
-
-
-def _local_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, job: Job, cfg: dict,
-                 device: torch.device, epoch: int, epoch_steps: int, train_rows: Rows,
-                 val_rows: Rows, rng: np.random.Generator, ahead, maker: BatchProcess | None
-                 ) -> dict:
-    start = time.perf_counter()
-    # at most max_steps batches are made, as the plain loop makes (the rng's draws)
-    if maker is not None:
-        train = maker.batches(cfg["batch_size"], True, rng, cfg.get("max_steps"))
-    else:
-        train = ahead(itertools.islice(
-            local_batches(job, cfg, train_rows, cfg["batch_size"], True, rng),
-            cfg.get("max_steps")))
-    stats = train_epoch(model, optimizer, scaler, train, job, cfg, device,
-                        max_steps=cfg.get("max_steps"), epoch=epoch, epoch_steps=epoch_steps)
-    deque(train, maxlen=0)  # the epoch's end: a child hands the rng back
-    stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
-    val = None
-    # val_every: the val split is scored every that many epochs and after the last (it only
-    # reports; a pass costs about 4% of an ANet epoch)
-    every = max(1, int(cfg.get("val_every") or 1))
-    if val_rows and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
-        val = validate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False, rng),
-                       job, cfg, device)
-    metrics = epoch_metrics(epoch, stats, val, 1)
-    metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
-    return metrics
