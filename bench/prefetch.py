@@ -13,11 +13,17 @@ included.
     python bench/prefetch.py --family ssp-ssg
     python bench/prefetch.py --smoke-test             # generated faces, tiny networks, seconds
     python bench/prefetch.py --wild-shares 0.5 0.25   # plain loop, half vs a quarter wild
+    python bench/prefetch.py --wait-policies unset PASSIVE   # the child process under each
 
 Last line: JSON {"family", "steps", "batch_size", "process", "thread", "plain", "speedup"
 (process over plain), "threads"};
 with --wild-shares A B: {..., "share A", "share B", "speedup": B over A, ...}. A wild crop costs
 more to make than an aligned one, so the share decides how many epochs fit a budget.
+With --wait-policies A B: {..., "wait_policies": {A: .., B: ..}, "speedup": B over A}: torch's
+OpenMP threads spinning (ACTIVE), sleeping (PASSIVE, what `faceattr-ray` sets unless told
+otherwise: `runtime.passive_thread_waits`) or as OpenMP does by default (unset: spin a while,
+then sleep) while they wait; OpenMP reads the policy when torch loads, so each run is a fresh
+process of this script with the child-process setting only.
 """
 
 from __future__ import annotations
@@ -25,10 +31,48 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
+
+SETTINGS = ("process", "thread", "plain")
+
+
+def compare_wait_policies(args) -> None:
+    """The child-process setting under each OpenMP wait policy, one fresh process of this
+    script per policy and round (the policy is read when torch loads), rounds alternated."""
+    rates: dict[str, list[float]] = {policy: [] for policy in args.wait_policies}
+    for _ in range(args.rounds):
+        for policy in args.wait_policies:
+            command = [sys.executable, os.path.abspath(__file__), "--settings", "process",
+                       "--rounds", "1", "--steps", str(args.steps), "--family", args.family,
+                       "--celeba-root", args.celeba_root, "--backgrounds", args.backgrounds,
+                       "--as-is"]
+            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+            if policy != "unset":
+                env["OMP_WAIT_POLICY"] = policy
+            proc = subprocess.run(command + (["--smoke-test"] if args.smoke_test else []),
+                                  capture_output=True, text=True, check=True, env=env)
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            if result["wait_policy"] != env.get("OMP_WAIT_POLICY"):
+                raise RuntimeError(f"the run for {policy} ran under {result['wait_policy']}")
+            rates[policy].append(result["process"])
+            steps, batch, threads = result["steps"], result["batch_size"], result["threads"]
+    best = {policy: round(max(r), 2) for policy, r in rates.items()}
+    first, last = args.wait_policies[0], args.wait_policies[-1]
+    print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe, batches made by "
+          f"a child process, {steps} steps of {batch} faces per run, {args.rounds} round(s) "
+          f"alternated (best of each), each run a fresh process with its OMP_WAIT_POLICY, "
+          f"{os.cpu_count()} CPUs, torch {threads} threads")
+    for policy, rate in best.items():
+        print(f"OMP_WAIT_POLICY={policy}: {rate} images/s "
+              f"(rounds: {', '.join(f'{r:.1f}' for r in rates[policy])})")
+    print(json.dumps({"family": args.family, "steps": steps, "batch_size": batch,
+                      "wait_policies": best, "speedup": round(best[last] / best[first], 3),
+                      "threads": threads}))
 
 
 def main() -> None:
@@ -39,10 +83,25 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="training steps per setting and round")
     p.add_argument("--wild-shares", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="compare these shares of wild crops (plain loop) instead of prefetch")
+    p.add_argument("--wait-policies", nargs="+", default=None, metavar="POLICY",
+                   help="compare the child-process setting under these OMP_WAIT_POLICY values "
+                        "(ACTIVE, PASSIVE, or unset: OpenMP's default), each run in a fresh "
+                        "process")
+    p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
+                   help="which loops to run (default: all three)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds alternating the settings")
+    p.add_argument("--as-is", action="store_true",
+                   help="leave OMP_WAIT_POLICY as the environment has it (--wait-policies' runs)")
     p.add_argument("--smoke-test", action="store_true",
                    help="generated faces and backgrounds, the smoke recipe, 3 steps")
     args = p.parse_args()
+    if args.wait_policies:
+        return compare_wait_policies(args)
 
+    if not args.as_is:
+        from faceattr_ray.runtime import passive_thread_waits
+
+        passive_thread_waits()  # as `faceattr-ray reproduce` runs (unless the environment says)
     import torch
 
     from faceattr_ray import reproduce
@@ -81,10 +140,10 @@ def main() -> None:
             settings = {f"share {share:g}": (False, {**options["wild"], "share": share})
                         for share in args.wild_shares}
         else:
-            settings = {mode: (mode, options.get("wild")) for mode in ("process", "thread")}
-            settings["plain"] = (False, options.get("wild"))
+            settings = {mode: ({"plain": False}.get(mode, mode), options.get("wild"))
+                        for mode in args.settings}
         rates: dict[str, list[float]] = {name: [] for name in settings}
-        for _ in range(2):
+        for _ in range(args.rounds):
             for name, (prefetch, wild) in settings.items():
                 result = train(root, **arch, **{**options, "wild": wild, "prefetch": prefetch})
                 metrics = result[1]["anet"] if args.family == "anet" else result[1]
@@ -95,15 +154,22 @@ def main() -> None:
               if args.wild_shares else f"{options.get('wild', {}).get('share', 0)}")
     print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe (wild crops "
           f"share {shares}), {args.steps} steps of {batch} "
-          f"faces per setting (after as many to warm up), two rounds alternated (best of each), {os.cpu_count()} CPUs, "
-          f"torch {threads} threads, faces from {root}")
+          f"faces per setting (after as many to warm up), {args.rounds} round(s) alternated "
+          f"(best of each), {os.cpu_count()} CPUs, torch {threads} threads, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')}, faces from {root}")
     for name, rate in best.items():
         print(f"{name}: {rate} images/s (rounds: {', '.join(f'{r:.1f}' for r in rates[name])})")
     # speedup: the child process over the plain loop, or share B over share A
-    speedup = (best["process"] / best["plain"] if not args.wild_shares
-               else best[f"share {args.wild_shares[1]:g}"] / best[f"share {args.wild_shares[0]:g}"])
+    if args.wild_shares:
+        speedup = (best[f"share {args.wild_shares[1]:g}"]
+                   / best[f"share {args.wild_shares[0]:g}"])
+    elif "process" in best and "plain" in best:
+        speedup = best["process"] / best["plain"]
+    else:
+        speedup = None
     print(json.dumps({"family": args.family, "steps": args.steps, "batch_size": batch, **best,
-                      "speedup": round(speedup, 3), "threads": threads}))
+                      "speedup": speedup if speedup is None else round(speedup, 3),
+                      "threads": threads, "wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
 
 
 if __name__ == "__main__":

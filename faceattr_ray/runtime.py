@@ -11,6 +11,20 @@ import os
 DECODE_CPUS = 0.5  # CPUs of one decode task (annotate and training): two run beside a 1-CPU actor
 
 
+def passive_thread_waits() -> bool:
+    """Let torch's OpenMP threads sleep while they wait for work (``OMP_WAIT_POLICY=PASSIVE``)
+    unless the environment already sets a policy. A spinning thread keeps its core from the
+    processes that share the machine with it: the child process that makes training batches,
+    Ray's decode tasks beside an annotate actor (`bench/prefetch.py --wait-policies ACTIVE
+    PASSIVE`; README, speed). OpenMP reads the policy once, when torch loads, so `faceattr-ray`
+    calls this before anything imports torch; Ray workers it starts inherit it. Returns whether
+    it can still take effect in this process (torch not loaded yet)."""
+    import sys
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None,
              log_to_driver: bool = True) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded Ray with

@@ -146,6 +146,17 @@ def test_prefetch_compares_two_shares_of_wild_crops():
     assert result["speedup"] == pytest.approx(result["share 0.25"] / result["share 0.5"], abs=1e-3)
 
 
+def test_prefetch_compares_openmp_wait_policies_each_in_its_own_process():
+    # OpenMP reads the policy when torch loads: one fresh run per policy (the bench checks
+    # that each ran under its own)
+    lines = _smoke("prefetch.py", "--wait-policies", "unset", "PASSIVE", "--rounds", "1")
+    result = json.loads(lines[-1])
+    assert set(result["wait_policies"]) == {"unset", "PASSIVE"}
+    assert min(result["wait_policies"].values()) > 0
+    assert result["speedup"] == pytest.approx(
+        result["wait_policies"]["PASSIVE"] / result["wait_policies"]["unset"], abs=1e-3)
+
+
 def test_train_throughput():
     result = json.loads(_smoke("train_throughput.py")[-1])
     assert result["workers"]["1"]["images_per_s"] > 0 and result["workers"]["1"]["epoch_images"]

@@ -150,6 +150,26 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_
     assert metrics["anet"]["val_accuracy"] == plain_metrics["anet"]["val_accuracy"]
 
 
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_the_cli_lets_torch_threads_sleep_unless_the_environment_says(given):
+    """`faceattr-ray` sets OMP_WAIT_POLICY=PASSIVE before any handler loads torch (a spinning
+    OpenMP thread holds a core the batch-making child needs: bench/prefetch.py
+    --wait-policies); a policy the user set stays."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from faceattr_ray.cli import main\n"
+            "main(['models'])\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True, timeout=120).stdout.strip().splitlines()[-1]
+    assert out == f"{given or 'PASSIVE'} False"
+
+
 def test_batch_process_raises_the_makers_error(tmp_path):
     """A batch that cannot be made (a corrupt training image) stops training with its error,
     named, rather than hanging on a queue."""

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from faceattr_ray.runtime import DECODE_CPUS
+from faceattr_ray.runtime import DECODE_CPUS, passive_thread_waits
 
 
 class _Parser(argparse.ArgumentParser):
@@ -435,6 +435,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    passive_thread_waits()  # before any handler imports torch
     args = get_args_parser().parse_args(argv)
     module_name, func_name = args._target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
