@@ -13,16 +13,18 @@ DECODE_CPUS = 0.5  # CPUs of one decode task (annotate and training): two run be
 
 def passive_thread_waits() -> bool:
     """Let torch's OpenMP threads sleep while they wait for work (``OMP_WAIT_POLICY=PASSIVE``)
-    unless the environment already sets a policy. A spinning thread keeps its core from the
-    processes that share the machine with it: the child process that makes training batches,
-    Ray's decode tasks beside an annotate actor (`bench/prefetch.py --wait-policies ACTIVE
-    PASSIVE`; README, speed). OpenMP reads the policy once, when torch loads, so `faceattr-ray`
-    calls this before anything imports torch; Ray workers it starts inherit it. Returns whether
-    it can still take effect in this process (torch not loaded yet)."""
+    unless the environment already sets a policy. A spinning thread keeps its core from what
+    shares the machine with it, such as the child process that makes training batches
+    (`bench/prefetch.py --wait-policies unset PASSIVE`; README, speed). OpenMP reads the policy
+    once, when torch loads, so `faceattr-ray`'s training commands call this before anything
+    imports torch; the processes they start inherit it. Once torch is loaded it changes
+    nothing (not even for child processes) and returns False."""
     import sys
 
+    if "torch" in sys.modules:
+        return False
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return "torch" not in sys.modules
+    return True
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None,

@@ -132,7 +132,7 @@ def test_annotate_cuda_without_a_gpu_is_one_line():
 
 @pytest.mark.slow
 def test_prefetch_compares_the_three_loops_on_the_reproduce_recipe():
-    lines = _smoke("prefetch.py")
+    lines = _smoke("prefetch.py", "--rounds", "1")
     assert lines[-5].startswith("setting: anet fine-tuning in-process, reproduce's recipe")
     result = json.loads(lines[-1])
     assert result["process"] > 0 and result["thread"] > 0 and result["plain"] > 0
@@ -141,7 +141,7 @@ def test_prefetch_compares_the_three_loops_on_the_reproduce_recipe():
 
 def test_prefetch_compares_two_shares_of_wild_crops():
     # How many epochs fit reproduce's budget depends on the share: wild crops cost more to make.
-    result = json.loads(_smoke("prefetch.py", "--wild-shares", "0.5", "0.25")[-1])
+    result = json.loads(_smoke("prefetch.py", "--wild-shares", "0.5", "0.25", "--rounds", "1")[-1])
     assert result["share 0.5"] > 0 and result["share 0.25"] > 0 and "process" not in result
     assert result["speedup"] == pytest.approx(result["share 0.25"] / result["share 0.5"], abs=1e-3)
 

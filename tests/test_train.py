@@ -150,24 +150,35 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_
     assert metrics["anet"]["val_accuracy"] == plain_metrics["anet"]["val_accuracy"]
 
 
-@pytest.mark.parametrize("given", [None, "ACTIVE"])
-def test_the_cli_lets_torch_threads_sleep_unless_the_environment_says(given):
-    """`faceattr-ray` sets OMP_WAIT_POLICY=PASSIVE before any handler loads torch (a spinning
-    OpenMP thread holds a core the batch-making child needs: bench/prefetch.py
-    --wait-policies); a policy the user set stays."""
+@pytest.mark.parametrize(("command", "given", "expected"), [
+    ("reproduce", None, "PASSIVE"), ("train", "ACTIVE", "ACTIVE"), ("annotate", None, None)])
+def test_training_commands_let_torch_threads_sleep_unless_the_environment_says(command, given,
+                                                                               expected):
+    """`faceattr-ray reproduce` and `train` set OMP_WAIT_POLICY=PASSIVE before their handler
+    loads torch (a spinning OpenMP thread holds a core the batch-making child needs:
+    bench/prefetch.py --wait-policies); a policy the user set stays; inference commands keep
+    OpenMP's default; in a process that has loaded torch nothing changes."""
     import subprocess
     import sys
 
+    from faceattr_ray.runtime import passive_thread_waits
+
     code = ("import os, sys\n"
             "from faceattr_ray.cli import main\n"
-            "main(['models'])\n"
+            "try:\n"
+            f"    main([{command!r}, '--no-such-flag'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if given:
         env["OMP_WAIT_POLICY"] = given
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True, timeout=120).stdout.strip().splitlines()[-1]
-    assert out == f"{given or 'PASSIVE'} False"
+    assert out == f"{expected} False"
+    before = os.environ.get("OMP_WAIT_POLICY")
+    assert passive_thread_waits() is False  # torch is loaded here
+    assert os.environ.get("OMP_WAIT_POLICY") == before
 
 
 def test_batch_process_raises_the_makers_error(tmp_path):
