@@ -44,10 +44,12 @@ SETTINGS = ("process", "thread", "plain")
 def compare_wait_policies(args) -> None:
     """The child-process setting under each OpenMP wait policy, one fresh process of this
     script per policy and round (the policy is read when torch loads), rounds alternated."""
+    # --smoke-test: the plain loop (no child to spawn in each run): the plumbing, not the figure
+    setting = "plain" if args.smoke_test else "process"
     rates: dict[str, list[float]] = {policy: [] for policy in args.wait_policies}
     for _ in range(args.rounds):
         for policy in args.wait_policies:
-            command = [sys.executable, os.path.abspath(__file__), "--settings", "process",
+            command = [sys.executable, os.path.abspath(__file__), "--settings", setting,
                        "--rounds", "1", "--steps", str(args.steps), "--family", args.family,
                        "--celeba-root", args.celeba_root, "--backgrounds", args.backgrounds,
                        "--as-is"]
@@ -59,12 +61,13 @@ def compare_wait_policies(args) -> None:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             if result["wait_policy"] != env.get("OMP_WAIT_POLICY"):
                 raise RuntimeError(f"the run for {policy} ran under {result['wait_policy']}")
-            rates[policy].append(result["process"])
+            rates[policy].append(result[setting])
             steps, batch, threads = result["steps"], result["batch_size"], result["threads"]
     best = {policy: round(max(r), 2) for policy, r in rates.items()}
     first, last = args.wait_policies[0], args.wait_policies[-1]
+    maker = "a child process" if setting == "process" else "the loop itself"
     print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe, batches made by "
-          f"a child process, {steps} steps of {batch} faces per run, {args.rounds} round(s) "
+          f"{maker}, {steps} steps of {batch} faces per run, {args.rounds} round(s) "
           f"alternated (best of each), each run a fresh process with its OMP_WAIT_POLICY, "
           f"{os.cpu_count()} CPUs, torch {threads} threads")
     for policy, rate in best.items():
