@@ -20,8 +20,8 @@ Last line: JSON {"family", "steps", "batch_size", "process", "thread", "plain", 
 with --wild-shares A B: {..., "share A", "share B", "speedup": B over A, ...}. A wild crop costs
 more to make than an aligned one, so the share decides how many epochs fit a budget.
 With --wait-policies A B: {..., "wait_policies": {A: .., B: ..}, "speedup": B over A}: torch's
-OpenMP threads spinning (ACTIVE), sleeping (PASSIVE, what `faceattr-ray` sets unless told
-otherwise: `runtime.passive_thread_waits`) or as OpenMP does by default (unset: spin a while,
+OpenMP threads spinning (ACTIVE), sleeping (PASSIVE, what `faceattr-ray reproduce` and `train`
+set unless told otherwise: `runtime.passive_thread_waits`) or as OpenMP does by default (unset: spin a while,
 then sleep) while they wait; OpenMP reads the policy when torch loads, so each run is a fresh
 process of this script with the child-process setting only.
 """
@@ -98,6 +98,8 @@ def main() -> None:
     p.add_argument("--smoke-test", action="store_true",
                    help="generated faces and backgrounds, the smoke recipe, 3 steps")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.wait_policies:
         return compare_wait_policies(args)
 
