@@ -14,6 +14,7 @@ included.
     python bench/prefetch.py --smoke-test             # generated faces, tiny networks, seconds
     python bench/prefetch.py --wild-shares 0.5 0.25   # plain loop, half vs a quarter wild
     python bench/prefetch.py --wait-policies unset PASSIVE   # the child process under each
+    python bench/prefetch.py --image-cache 0 1024     # child process, decoded-image cache off / on
 
 Last line: JSON {"family", "steps", "batch_size", "process", "thread", "plain", "speedup"
 (process over plain), "threads"};
@@ -24,6 +25,9 @@ OpenMP threads spinning (ACTIVE), sleeping (PASSIVE, what `faceattr-ray reproduc
 set unless told otherwise: `runtime.passive_thread_waits`) or as OpenMP does by default (unset: spin a while,
 then sleep) while they wait; OpenMP reads the policy when torch loads, so each run is a fresh
 process of this script with the child-process setting only.
+With --image-cache A B: {..., "cache A MiB", "cache B MiB", "speedup": B over A}: the child
+process keeping decoded faces in memory (``image_cache_mb``; 0 = off) or decoding each one every
+epoch; the timed second epoch reads what the first one cached.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ def main() -> None:
                    help="compare the child-process setting under these OMP_WAIT_POLICY values "
                         "(ACTIVE, PASSIVE, or unset: OpenMP's default), each run in a fresh "
                         "process")
+    p.add_argument("--image-cache", type=float, nargs=2, default=None, metavar=("A", "B"),
+                   help="compare these image_cache_mb values (child process) instead")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
                    help="which loops to run (default: all three)")
     p.add_argument("--rounds", type=int, default=2, help="rounds alternating the settings")
@@ -140,23 +146,30 @@ def main() -> None:
                        seed=0, preprocess=recipe.get("preprocess") or {})
         if args.family == "anet":
             options["nets"] = ("anet",)
-        # name -> (prefetch, wild crops options) of each setting compared
+        # name -> the options each setting compared changes
         if args.wild_shares:
-            settings = {f"share {share:g}": (False, {**options["wild"], "share": share})
+            settings = {f"share {share:g}": {"prefetch": False,
+                                             "wild": {**options["wild"], "share": share}}
                         for share in args.wild_shares}
+        elif args.image_cache:
+            settings = {f"cache {mb:g} MiB": {"prefetch": "process", "image_cache_mb": mb}
+                        for mb in args.image_cache}
         else:
-            settings = {mode: ({"plain": False}.get(mode, mode), options.get("wild"))
+            settings = {mode: {"prefetch": {"plain": False}.get(mode, mode)}
                         for mode in args.settings}
         rates: dict[str, list[float]] = {name: [] for name in settings}
         for _ in range(args.rounds):
-            for name, (prefetch, wild) in settings.items():
-                result = train(root, **arch, **{**options, "wild": wild, "prefetch": prefetch})
+            for name, changes in settings.items():
+                result = train(root, **arch, **{**options, **changes})
                 metrics = result[1]["anet"] if args.family == "anet" else result[1]
                 rates[name].append(metrics["images_per_s"])
     best = {name: round(max(r), 2) for name, r in rates.items()}
     threads = torch.get_num_threads()
     shares = (" vs ".join(f"{x:g}" for x in args.wild_shares) + ", plain loop"
               if args.wild_shares else f"{options.get('wild', {}).get('share', 0)}")
+    if args.image_cache:
+        shares += ", child process, decoded-image cache " + " vs ".join(
+            f"{mb:g}" for mb in args.image_cache) + " MiB"
     print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe (wild crops "
           f"share {shares}), {args.steps} steps of {batch} "
           f"faces per setting (after as many to warm up), {args.rounds} round(s) alternated "
@@ -168,6 +181,9 @@ def main() -> None:
     if args.wild_shares:
         speedup = (best[f"share {args.wild_shares[1]:g}"]
                    / best[f"share {args.wild_shares[0]:g}"])
+    elif args.image_cache:
+        a, b_ = args.image_cache
+        speedup = best[f"cache {b_:g} MiB"] / best[f"cache {a:g} MiB"]
     elif "process" in best and "plain" in best:
         speedup = best["process"] / best["plain"]
     else:

@@ -98,7 +98,11 @@ RECIPE: dict = {
                       "wild": {"share": 0.25, "face_px": [24, 64], "context_share": 0.5},
                       # in-process: batches made by a child process during the step, val
                       # scored every 8th epoch (bench/prefetch.py; README, results)
-                      "prefetch": "process", "val_every": 8},
+                      "prefetch": "process", "val_every": 8,
+                      # each face decoded once, not once an epoch (the child process holds
+                      # them: 6,370 celeba-mini faces take about 740 MiB; bench/prefetch.py
+                      # --image-cache 0 1024); a larger set decodes the rest as before
+                      "image_cache_mb": 1024},
     # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
     # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
     # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val

@@ -208,3 +208,39 @@ def test_only_raster_formats_are_opened():
         decode_image(encode(Image.new("RGB", (8, 8)), "PDF"))
     for fmt in ("TIFF", "WEBP", "BMP", "PPM"):
         assert decode_image(encode(Image.new("RGB", (8, 6), (9, 8, 7)), fmt)).shape == (6, 8, 3)
+
+
+def test_decoded_cache_decodes_each_file_once_hands_out_read_only_arrays_and_stops_at_its_cap(
+        tmp_path, monkeypatch):
+    """Training reads the same faces every epoch: the cache decodes each once, keeps at most
+    its cap (then decodes as before), and no caller can change what the next one reads; a wild
+    crop (the ANet recipe's other reader of these arrays) works on a read-only face."""
+    import faceattr_ray.data.decode as decode
+    from faceattr_ray.data.scenes import SceneMaker, wild_face_window
+
+    paths = []
+    for k in range(3):
+        path = tmp_path / f"{k}.png"
+        Image.fromarray(np.full((40, 32, 3), 60 * k, np.uint8)).save(path)
+        paths.append(str(path))
+    calls = []
+    real = decode.load_image
+    monkeypatch.setattr(decode, "load_image", lambda p: calls.append(p) or real(p))
+    cache = decode.DecodedCache(max_bytes=2 * 40 * 32 * 3)  # room for two of the three
+    first = [cache.load(p) for p in paths]
+    again = [cache.load(p) for p in paths]
+    assert calls == paths + paths[2:]  # the third did not fit: decoded on every read
+    assert again[0] is first[0] and again[1] is first[1] and len(cache) == 2
+    assert cache.bytes == 2 * 40 * 32 * 3
+    for image, k in zip(again, range(3), strict=True):
+        assert np.array_equal(image, np.full((40, 32, 3), 60 * k, np.uint8))
+    with pytest.raises(ValueError, match="read-only"):
+        again[0][0, 0, 0] = 1
+    assert again[2].flags.writeable  # not cached: the caller's own array
+    # 0 MiB: no cache, a fresh writable array every call
+    a, b = decode.load_image_cached(paths[0], 0), decode.load_image_cached(paths[0], 0)
+    assert a is not b and a.flags.writeable
+    backgrounds = [np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)]
+    maker = SceneMaker(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 1)), backgrounds)
+    window = wild_face_window(first[0], maker, np.random.default_rng(0), 32, (16, 24))
+    assert window.shape == (32, 32, 3)

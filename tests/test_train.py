@@ -135,13 +135,15 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_
     """Batches made ahead of the step (``prefetch``: a thread or a child process) give the
     very weights the plain loop gives: same batches, same order, the same random augmentation
     draws over epochs, also when max_steps ends an epoch early (no batch is made beyond it);
-    val scored every other epoch changes no weight."""
+    val scored every other epoch and decoded faces kept in memory (``image_cache_mb``, read
+    from the second epoch on) change no weight."""
     root = write_celeba(str(tmp_path / "celeba"), n=24)
     runs = [api.finetune(root, nets=("anet",), local=True, epochs=3, batch_size=4, lr=0.05,
                          seed=1, max_steps=max_steps, prefetch=prefetch, val_every=every,
+                         image_cache_mb=cache_mb,
                          anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
                                "feature_dim": 16})
-            for prefetch, every in ((mode, 2), (False, 1))]
+            for prefetch, every, cache_mb in ((mode, 2, 16), (False, 1, 0))]
     (ahead, metrics, cfg), (plain, plain_metrics, _) = runs
     assert cfg["prefetch"] == mode and cfg["augment"] is True  # augmentation draws random
     for key, value in plain["anet"].state_dict().items():

@@ -32,6 +32,10 @@ DEFAULTS: dict = {
     "prefetch": False,
     # in-process training: score the val split every this many epochs (and after the last)
     "val_every": 1,
+    # attribute training (ANet, SSP+SSG): decoded face images kept in memory, up to this many
+    # MiB per process, so each is decoded once rather than once an epoch (data.decode.
+    # DecodedCache; every process that makes batches holds its own); 0: off
+    "image_cache_mb": 0,
     # models.Preprocess keys (mean, std, face_context, LNet reading sizes); written into the
     # bundle, so inference reads images exactly as training did
     "preprocess": {},

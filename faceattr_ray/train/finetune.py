@@ -215,12 +215,13 @@ def anet_rows(cfg: dict, split: str) -> Rows:
 
 
 def anet_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
-    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.data.decode import load_image_cached
 
     size = window_size(cfg)
     images = []
     for path, box in zip(batch["path"], batch["box"], strict=True):
-        crop = training_crop(load_image(str(path)), box, cfg, size, train, rng)
+        image = load_image_cached(str(path), cfg.get("image_cache_mb", 0))
+        crop = training_crop(image, box, cfg, size, train, rng)
         images.append(random_patch(crop, cfg, train, rng))
     return {"image": np.stack(images), "label": np.asarray(batch["label"], np.float32)}
 

@@ -190,7 +190,7 @@ def joint_rows(cfg: dict, split: str) -> Rows:
 
 
 def joint_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generator) -> Batch:
-    from faceattr_ray.data.decode import load_image
+    from faceattr_ray.data.decode import load_image_cached
     from faceattr_ray.data.parsing import load_pair
     from faceattr_ray.train.finetune import training_crop
 
@@ -205,7 +205,8 @@ def joint_transform(batch: Batch, cfg: dict, train: bool, rng: np.random.Generat
             else:
                 image, m = load_pair(row, size)
         else:
-            image = training_crop(load_image(str(path)), box, cfg, size, train, rng)
+            image = load_image_cached(str(path), cfg.get("image_cache_mb", 0))
+            image = training_crop(image, box, cfg, size, train, rng)
             if train and rng.random() < 0.5:
                 image = np.ascontiguousarray(image[:, ::-1])
             m = np.full((size, size), IGNORE, np.uint8)
