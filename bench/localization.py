@@ -13,7 +13,9 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
 3. pasted scenes: test-split faces pasted with a soft mask on held-apart backgrounds, as
    `reproduce` calibrates on (val faces there, test faces here).
 
-Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
+Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
+re-sized to the zoom ANet reads most confidently: `localizers.framing`, what `Predictor` does
+when the bundle says "frame_zooms"), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
 threshold, detections per image, and the TPR at 0.1 and 1 false positive per image.
 
     python bench/localization.py                          # the bundled model, ~3 min on 2 cores
@@ -55,6 +57,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--localizer-options", type=json.loads, default={}, metavar="JSON",
                    help='the LNets\' reading options over the bundle\'s, e.g. \'{"scale_step": 2}\'')
+    p.add_argument("--frame-zooms", type=float, nargs="*", default=None, metavar="Z",
+                   help="zooms of the 'framed' row (each LNet box re-sized to the one ANet reads "
+                        "most confidently; default localizers.framing.DEFAULT_ZOOMS); none given: "
+                        "no framed row")
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
 
@@ -137,6 +143,8 @@ def main(args) -> dict:
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.data.sample_photos import read_boxes, write_sample_photos
     from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
+    from faceattr_ray.localizers.framing import DEFAULT_ZOOMS
+    from faceattr_ray.predictor import framed_localizer
 
     if args.smoke_test:
         from faceattr_ray.bundle import save_bundle
@@ -150,7 +158,13 @@ def main(args) -> dict:
     lnet = LNetLocalizer.from_bundle(bundle, threshold=None, all_faces=True,
                                      **args.localizer_options)
     cascade = CascadeLocalizer(all_faces=True)
-    localizers = {"lnet": (lnet, bundle.threshold), "cascade": (cascade, None)}
+    localizers = {"lnet": (lnet, bundle.threshold)}
+    # The same LNet boxes, each then re-sized to the zoom ANet reads most confidently (what
+    # `Predictor` does when the bundle's "predict" says "frame_zooms").
+    zooms = DEFAULT_ZOOMS if args.frame_zooms is None else tuple(args.frame_zooms)
+    if zooms:
+        localizers["framed"] = (framed_localizer(bundle, lnet, zooms), bundle.threshold)
+    localizers["cascade"] = (cascade, None)
 
     sets = {}
     photos = args.photos or write_sample_photos(tempfile.mkdtemp(prefix="photos-"))
@@ -172,7 +186,8 @@ def main(args) -> dict:
         sets["scenes"] = ([s.image for s in scenes], [s.boxes for s in scenes])
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
-          f"{json.dumps(args.localizer_options)} over the bundle's); {args.split} faces; sets: "
+          f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
+          f"{[round(z, 3) for z in zooms]}); {args.split} faces; sets: "
           + ", ".join(f"{k} {len(v[0])} images / {sum(len(b) for b in v[1])} faces"
                       for k, v in sets.items()))
     result: dict = {}

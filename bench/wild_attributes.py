@@ -60,6 +60,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["val", "test"], default="test",
                    help="whose faces the scenes paste: val to choose a recipe, test to report")
     p.add_argument("--batch-size", type=int, default=8, help="scenes per model call")
+    p.add_argument("--frame-zooms", type=float, nargs="*", default=None, metavar="Z",
+                   help="found boxes framed by ANet at these zooms (localizers/framing.py); "
+                        "default: as the bundle says; the flag alone: not framed")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--smoke-test", action="store_true",
                    help="a random tiny bundle and a few scenes: the plumbing in seconds")
@@ -99,7 +102,7 @@ def _pct(value: float | None) -> str:
 
 
 def measure(bundle, root: str, scenes: list, iou: float, batch_size: int,
-            device: str | None, split: str = "test") -> dict:
+            device: str | None, split: str = "test", frame_zooms=None) -> dict:
     """Scores of ``scenes`` (`reproduce.validation_scenes` of ``root``'s ``split``) found by
     the bundle's LNets, on given boxes, and aligned; figures as in the module docstring."""
     from faceattr_ray.data import read_celeba
@@ -110,7 +113,8 @@ def measure(bundle, root: str, scenes: list, iou: float, batch_size: int,
     from faceattr_ray.predictor import Predictor
 
     data = read_celeba(root, split=split)  # scene.face_index indexes this order
-    wild = Predictor(bundle, device=device, localizer="lnet", all_faces=True)
+    wild = Predictor(bundle, device=device, localizer="lnet", all_faces=True,
+                     frame_zooms=frame_zooms)
     aligned = Predictor(bundle, device=device, localizer="full")
     shared = [n for n in wild.attributes if n in data.names]
     model_cols = [wild.attributes.index(n) for n in shared]
@@ -207,9 +211,11 @@ def main(args: argparse.Namespace) -> dict:
         scenes = validation_scenes(root, args.split, held_apart, recipe, count, args.seed)
         print(f"setting: {len(scenes)} scenes {tuple(recipe['scenes']['size'])} of the {args.split} "
               f"faces of {os.path.abspath(root)} on {len(held_apart)} held-apart backgrounds; "
-              f"model {model}, threshold {bundle.threshold}, IoU >= {args.iou}", flush=True)
+              f"model {model}, threshold {bundle.threshold}, IoU >= {args.iou}, found boxes "
+              f"framed at zooms {args.frame_zooms if args.frame_zooms is not None else 'as the bundle says'}",
+              flush=True)
         result = measure(bundle, root, scenes, args.iou, args.batch_size, args.device,
-                         args.split)
+                         args.split, args.frame_zooms)
     result["seconds"] = round(time.perf_counter() - start, 1)
 
     print(f"{'attribute':<20} {'n':>5} {'aligned':>8} {'box':>6} {'wild':>6} {'gap':>6}")

@@ -11,6 +11,7 @@ nothing more.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from faceattr_ray.localizers import (
     LOCALIZERS,
     CascadeLocalizer,
     Detection,
+    FramedLocalizer,
     FullImageLocalizer,
     LNetLocalizer,
 )
@@ -54,9 +56,11 @@ class Predictor:
     """Runs a model bundle over decoded images (uint8 RGB arrays of any size).
 
     ``predict`` is three steps that can also run apart (the annotate job's split pools):
-    ``localize`` (LNets or another localizer) -> ``face_crops`` (each face framed by the bundle's
-    preprocessing, at ANet's input size) -> ``describe`` (ANet one pass + heads). ``parts``
-    builds only what one side needs: "localize" (no ANet), "describe" (no localizer) or "all".
+    ``localize`` (LNets or another localizer; with ``frame_zooms``, each box then re-sized to
+    the zoom ANet reads most confidently, `localizers.framing`) -> ``face_crops`` (each face
+    framed by the bundle's preprocessing, at ANet's input size) -> ``describe`` (ANet one pass
+    + heads). ``parts`` builds only what one side needs: "localize" (no ANet unless framing
+    needs it), "describe" (no localizer) or "all".
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Predictor:
         precision: str = "auto",
         channels_last: bool | None = None,
         fold: bool = True,
+        frame_zooms: Sequence[float] | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -94,14 +99,23 @@ class Predictor:
         # networks): the same outputs without a normalisation pass
         self.localizer = (None if parts == "describe"
                           else self._make_localizer(localizer, all_faces, fold))
+        # Found boxes framed by ANet's confidence (localizers/framing.py): these zooms of each
+        # box are read and the most confident kept. None: the bundle's own setting (config
+        # "predict": {"frame_zooms"}); () or [] turns it off. Aligned crops are never framed.
+        if frame_zooms is None:
+            frame_zooms = (bundle.config.get("predict") or {}).get("frame_zooms") or ()
+        framing = bool(frame_zooms) and parts != "describe" and not self.aligned
         self.anet = None
-        if parts != "localize":
+        if parts != "localize" or framing:
             anet = fold_batch_norm(bundle.anet) if fold else bundle.anet
             self.anet = anet.to(self.device).eval()
             weight, bias, _ = bundle.head_arrays()
             LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
             self._head_w = torch.as_tensor(weight, device=self.device)
             self._head_b = torch.as_tensor(bias, device=self.device)
+        self.framer = (FramedLocalizer(self.localizer, self.attribute_scores,
+                                       self.preprocess.face_crop, self.crop_side, frame_zooms)
+                       if framing else None)
         self.amp_dtype = amp_dtype(precision, self.device)
         # Channels-last (NHWC) is the layout GPU convolutions (cuDNN, tensor cores) run fastest
         # in; on a CPU it is a measured choice (bench/annotate.py), off by default.
@@ -139,9 +153,11 @@ class Predictor:
         return assemble_results([im.shape for im in images], detections, scores, features)
 
     def localize(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """Faces of each image (boxes in its pixels), dominant first."""
+        """Faces of each image (boxes in its pixels), dominant first; framed by ANet when the
+        predictor frames."""
         with self._autocast():
-            return self.localizer.localize(images)
+            found = self.localizer.localize(images)
+        return found if self.framer is None else self.framer.frame(images, found)
 
     def face_crops(self, images: list[np.ndarray],
                    detections: list[list[Detection]]) -> np.ndarray:
@@ -169,6 +185,12 @@ class Predictor:
         mean_feats = feats.mean(dim=1).cpu().numpy() if self.with_features else None
         return scores.float().cpu().numpy(), mean_feats
 
+    def attribute_scores(self, crops: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """(M, A) attribute scores of face crops (`describe` without features), ``chunk`` crops
+        at a time (framing reads several crops of every face)."""
+        return np.concatenate([self.describe(crops[i:i + chunk])[0]
+                               for i in range(0, max(len(crops), 1), chunk)])
+
     @torch.inference_mode()
     def patch_features(self, crops: np.ndarray) -> torch.Tensor:
         """ANet FC vectors of every lattice patch of each face crop, (M, P, F) float32, one
@@ -190,6 +212,20 @@ class Predictor:
         """Attribute scores averaged over patches: the bundle's SVM heads, else ANet's own
         attribute layer (`Bundle.head_arrays`)."""
         return linear_scores(feats, self._head_w, self._head_b)
+
+
+def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = None,
+                     device: str | torch.device | None = None):
+    """``localizer`` (any, e.g. an `LNetLocalizer` without a threshold for figures) with each
+    found box framed by the bundle's ANet as `Predictor` frames it, at ``zooms`` (None: the
+    bundle's "predict" setting); ``localizer`` itself when there are none."""
+    describe = Predictor(bundle, device, parts="describe")
+    if zooms is None:
+        zooms = (bundle.config.get("predict") or {}).get("frame_zooms") or ()
+    if not zooms:
+        return localizer
+    return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
+                           describe.crop_side, zooms)
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -13,6 +13,7 @@ def run(args) -> int:
     from faceattr_ray.data.sources import list_inputs
     from faceattr_ray.errors import DataError
     from faceattr_ray.localizers import LNetLocalizer
+    from faceattr_ray.predictor import framed_localizer
     from faceattr_ray.runtime import pick_device
 
     paths = list_inputs(args.images)
@@ -26,12 +27,15 @@ def run(args) -> int:
     if localizer.threshold is None:
         print("note: the bundle has no threshold (run `faceattr-ray calibrate`); every image "
               "gets its best window")
-    return draw_folder(localizer, paths, args.out)
+    # the boxes `annotate` gives: framed by ANet when the bundle frames
+    framer = framed_localizer(bundle, localizer, device=device)
+    return draw_folder(localizer, paths, args.out, None if framer is localizer else framer)
 
 
-def draw_folder(localizer, paths: list[str], out: str) -> int:
+def draw_folder(localizer, paths: list[str], out: str, framer=None) -> int:
     """Localize and draw each image into ``out``; an unreadable file is reported and skipped.
-    Returns the exit status (1 when a file could not be read)."""
+    ``framer`` (a `FramedLocalizer`): the found boxes re-sized by it before drawing. Returns the
+    exit status (1 when a file could not be read)."""
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.errors import FaceAttrError
     from faceattr_ray.localizers.drawing import draw_cascade
@@ -48,6 +52,8 @@ def draw_folder(localizer, paths: list[str], out: str) -> int:
                 failed += 1
                 continue
             trace = localizer.localize_traced([image])[0]
+            if framer is not None:
+                trace.detections = framer.frame([image], [trace.detections])[0]
             stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "image"
             name, k = f"{stem}.png", 1
             while name in used:  # same file name in two folders

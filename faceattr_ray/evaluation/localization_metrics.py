@@ -10,7 +10,7 @@ image is an array (G, 4). Boxes are x1, y1, x2, y2 in pixels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,16 +165,19 @@ def calibrate_geometry(localizer, images: Sequence[np.ndarray],
 
 def choose_threshold(localizer, images: Sequence[np.ndarray],
                      boxes: Sequence[np.ndarray], max_false_per_image: float = 0.25,
-                     iou: float = 0.5) -> dict:
+                     iou: float = 0.5, frame: Callable | None = None) -> dict:
     """The lowest face-score threshold whose false detections per image stay within
     ``max_false_per_image`` on validation scenes (faces and face-free ones), with the recall
-    it gives there."""
+    it gives there. ``frame(images, detections)``: what happens to the boxes before they are
+    matched (`FramedLocalizer.frame`), so the threshold is set on the boxes users get."""
     saved, localizer.threshold = localizer.threshold, None
     saved_all, localizer.all_faces = localizer.all_faces, True
     try:
         dets = [localizer.detect(im) for im in images]
     finally:
         localizer.threshold, localizer.all_faces = saved, saved_all
+    if frame is not None:
+        dets = frame(list(images), dets)
     fppi, tpr, cuts = roc_curve(dets, [np.asarray(b).reshape(-1, 4) for b in boxes], iou)
     ok = np.flatnonzero(fppi <= max_false_per_image)
     k = ok[-1]

@@ -1,0 +1,110 @@
+"""Found boxes framed by the attribute network's confidence (localizers/framing.py, Predictor)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from faceattr_ray.crops import expand_box
+from faceattr_ray.localizers import Detection, FramedLocalizer
+from faceattr_ray.localizers.framing import DEFAULT_ZOOMS, attribute_confidence
+
+
+class FixedLocalizer:
+    def __init__(self, detections):
+        self.detections = detections
+
+    def localize(self, images):
+        return self.detections
+
+
+def width_crop(image, box, side):
+    """A stand-in crop that carries the box's width in its pixels."""
+    return np.full((side, side, 3), min(255, round(box[2] - box[0])), np.uint8)
+
+
+def scorer_peaking_at(width: float):
+    """Attribute scores largest (in RMS) for crops of boxes ``width`` wide, as ANet's are for
+    crops framed by its training rule."""
+    def score(crops):
+        w = crops[:, 0, 0, 0].astype(np.float64)
+        peak = np.exp(-8 * np.log(w / width) ** 2)
+        return np.stack([2 * peak, -3 * peak, 0.5 + 0 * peak], axis=1)
+    return score
+
+
+def test_confidence_is_the_root_mean_square_of_the_scores():
+    assert attribute_confidence(np.array([[3.0, -4.0], [0.0, 0.0]])) == pytest.approx(
+        [math.sqrt(12.5), 0.0])
+
+
+def test_each_box_takes_the_zoom_the_scorer_reads_most_confidently():
+    """Boxes 100 px wide around faces that need 120 and 80: each becomes the nearest zoom's box
+    about the same centre; scores, order and count stay the localizer's."""
+    found = [[Detection((100.0, 50.0, 200.0, 170.0), 0.9), Detection((10.0, 10.0, 110.0, 130.0),
+                                                                      0.7)],
+             [], [Detection((0.0, 0.0, 100.0, 100.0), 0.6)]]
+    images = [np.zeros((300, 300, 3), np.uint8)] * 3
+    framer = FramedLocalizer(FixedLocalizer(found), scorer_peaking_at(120), width_crop, 16)
+    out = framer.localize(images)
+    assert [len(d) for d in out] == [2, 0, 1]
+    assert [d.score for d in out[0] + out[2]] == [0.9, 0.7, 0.6]
+    nearest = min(DEFAULT_ZOOMS, key=lambda z: abs(math.log(100 * z / 120)))
+    for before, after in zip(found[0] + found[2], out[0] + out[2], strict=True):
+        assert after.box == pytest.approx(expand_box(before.box, nearest))
+        assert (after.box[0] + after.box[2]) / 2 == pytest.approx((before.box[0] + before.box[2]) / 2)
+    shrink = FramedLocalizer(FixedLocalizer(found), scorer_peaking_at(80), width_crop, 16)
+    assert shrink.localize(images)[0][0].box[2] - shrink.localize(images)[0][0].box[0] == (
+        pytest.approx(100 * min(DEFAULT_ZOOMS, key=lambda z: abs(math.log(100 * z / 80)))))
+    # nothing found: nothing scored
+    calls = []
+    empty = FramedLocalizer(FixedLocalizer([[], []]), lambda c: calls.append(c), width_crop, 16)
+    assert empty.localize(images[:2]) == [[], []] and calls == []
+    with pytest.raises(ValueError, match="positive"):
+        FramedLocalizer(FixedLocalizer(found), scorer_peaking_at(80), width_crop, 16, (0.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle():
+    from faceattr_ray.presets import build_bundle
+
+    return build_bundle("wild-smoke", seed=0, threshold=0.0)
+
+
+def test_predictor_frames_found_boxes_as_the_bundle_says_and_can_be_told_not_to(tiny_bundle):
+    """`Predictor(frame_zooms=...)` re-sizes each found box by one of the zooms about its centre
+    (the attribute scores then describe that crop); the zoom 1 alone changes nothing; the
+    bundle's "predict": {"frame_zooms"} is the default and () turns it off; the localize-only
+    part builds ANet for it; aligned crops are never framed."""
+    from faceattr_ray.predictor import Predictor
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(3)]
+    plain = Predictor(tiny_bundle, "cpu", frame_zooms=())
+    found = plain.localize(images)
+    assert sum(map(len, found)) > 0
+    same = Predictor(tiny_bundle, "cpu", frame_zooms=(1.0,)).localize(images)
+    assert np.allclose([d.box for ds in same for d in ds], [d.box for ds in found for d in ds],
+                       atol=1e-9)
+    zooms = (0.8, 1.0, 1.25)
+    framed = Predictor(tiny_bundle, "cpu", frame_zooms=zooms)
+    for before, after in zip(found, framed.localize(images), strict=True):
+        assert [d.score for d in after] == [d.score for d in before]
+        for b, a in zip(before, after, strict=True):
+            z = (a.box[2] - a.box[0]) / (b.box[2] - b.box[0])
+            assert min(abs(z - zz) for zz in zooms) < 1e-6
+            assert a.box == pytest.approx(expand_box(b.box, z), abs=1e-4)
+    result = framed.predict(images)
+    assert [f.box for r in result for f in r.faces] == [
+        d.box for ds in framed.localize(images) for d in ds]
+    configured = dataclasses.replace(tiny_bundle, config={
+        **tiny_bundle.config, "predict": {"flip": False, "frame_zooms": list(zooms)}})
+    assert Predictor(configured, "cpu").framer.zooms == zooms
+    assert Predictor(configured, "cpu", frame_zooms=()).framer is None
+    localize_only = Predictor(configured, "cpu", parts="localize")
+    assert localize_only.anet is not None and localize_only.framer is not None
+    assert Predictor(configured, "cpu", parts="describe").framer is None
+    assert Predictor(configured, "cpu", localizer="full").framer is None
