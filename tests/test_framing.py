@@ -108,3 +108,17 @@ def test_predictor_frames_found_boxes_as_the_bundle_says_and_can_be_told_not_to(
     assert localize_only.anet is not None and localize_only.framer is not None
     assert Predictor(configured, "cpu", parts="describe").framer is None
     assert Predictor(configured, "cpu", localizer="full").framer is None
+
+
+def test_two_finds_of_one_face_that_frame_to_the_same_box_are_one_face():
+    """A face found twice (its whole and, slightly off, a part of it): once framed, both boxes
+    cover the face, and only the better-scored one is kept (nms_iou=None keeps both)."""
+    found = [[Detection((100.0, 100.0, 180.0, 180.0), 0.6),
+              Detection((95.0, 98.0, 185.0, 188.0), 0.9),
+              Detection((300.0, 300.0, 380.0, 380.0), 0.5)]]
+    images = [np.zeros((400, 400, 3), np.uint8)]
+    scorer = scorer_peaking_at(90)
+    out = FramedLocalizer(FixedLocalizer(found), scorer, width_crop, 16).localize(images)[0]
+    assert [d.score for d in out] == [0.9, 0.5]  # the localizer's order, the duplicate gone
+    both = FramedLocalizer(FixedLocalizer(found), scorer, width_crop, 16, nms_iou=None)
+    assert len(both.localize(images)[0]) == 3
