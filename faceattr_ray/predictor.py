@@ -103,7 +103,7 @@ class Predictor:
         # box are read and the most confident kept. None: the bundle's own setting (config
         # "predict": {"frame_zooms"}); () or [] turns it off. Aligned crops are never framed.
         if frame_zooms is None:
-            frame_zooms = (bundle.config.get("predict") or {}).get("frame_zooms") or ()
+            frame_zooms = bundle_frame_zooms(bundle)
         framing = bool(frame_zooms) and parts != "describe" and not self.aligned
         self.anet = None
         if parts != "localize" or framing:
@@ -214,16 +214,21 @@ class Predictor:
         return linear_scores(feats, self._head_w, self._head_b)
 
 
+def bundle_frame_zooms(bundle: Bundle) -> tuple[float, ...]:
+    """The zooms a bundle frames its found boxes at (config "predict": {"frame_zooms"}); ()
+    when it does not frame."""
+    return tuple((bundle.config.get("predict") or {}).get("frame_zooms") or ())
+
+
 def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = None,
                      device: str | torch.device | None = None):
     """``localizer`` (any, e.g. an `LNetLocalizer` without a threshold for figures) with each
     found box framed by the bundle's ANet as `Predictor` frames it, at ``zooms`` (None: the
-    bundle's "predict" setting); ``localizer`` itself when there are none."""
-    describe = Predictor(bundle, device, parts="describe")
-    if zooms is None:
-        zooms = (bundle.config.get("predict") or {}).get("frame_zooms") or ()
+    bundle's "predict" setting); ``localizer`` itself when there are none (no ANet is built)."""
+    zooms = bundle_frame_zooms(bundle) if zooms is None else zooms
     if not zooms:
         return localizer
+    describe = Predictor(bundle, device, parts="describe")
     return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
                            describe.crop_side, zooms)
 
