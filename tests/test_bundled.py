@@ -48,7 +48,10 @@ def test_predictions_on_the_sample_photos_equal_those_recorded_at_build_time():
         for a, b in zip(now[name], faces, strict=True):
             np.testing.assert_allclose(a["box"], b["box"], atol=0.05)
             assert a["score"] == pytest.approx(b["score"], abs=1e-4)
-            np.testing.assert_allclose(a["attributes"], b["attributes"], atol=1e-3)
+            # Attribute scores (spread about +-10) move by a few thousandths between CPUs: the
+            # convolution kernels sum in another order on AVX-512 than on AVX2 (measured 0.0037
+            # on a Xeon against values recorded on an EPYC); a changed model moves them by far more.
+            np.testing.assert_allclose(a["attributes"], b["attributes"], atol=2e-2)
 
 
 def test_folded_batch_norm_predicts_what_the_networks_as_trained_predict():
