@@ -14,8 +14,10 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
    `reproduce` calibrates on (val faces there, test faces here).
 
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
-re-sized to the zoom ANet reads most confidently: `localizers.framing`, what `Predictor` does
-when the bundle says "frame_zooms"), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
+re-sized to the zoom ANet reads most confidently, and dropped when ANet reads them below the
+bundle's confidence floor: `localizers.framing`, what `Predictor` does when the bundle says
+"frame_zooms" and "frame_min_confidence"), "unfloored" (framed, no floor; only for a bundle
+with one), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
 threshold, detections per image, and the TPR at 0.1 and 1 false positive per image.
 
     python bench/localization.py                          # the bundled model, ~3 min on 2 cores
@@ -144,7 +146,7 @@ def main(args) -> dict:
     from faceattr_ray.data.sample_photos import read_boxes, write_sample_photos
     from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
     from faceattr_ray.localizers.framing import DEFAULT_ZOOMS
-    from faceattr_ray.predictor import framed_localizer
+    from faceattr_ray.predictor import bundle_frame_floor, framed_localizer
 
     if args.smoke_test:
         from faceattr_ray.bundle import save_bundle
@@ -162,8 +164,12 @@ def main(args) -> dict:
     # The same LNet boxes, each then re-sized to the zoom ANet reads most confidently (what
     # `Predictor` does when the bundle's "predict" says "frame_zooms").
     zooms = DEFAULT_ZOOMS if args.frame_zooms is None else tuple(args.frame_zooms)
+    floor = bundle_frame_floor(bundle)
     if zooms:
         localizers["framed"] = (framed_localizer(bundle, lnet, zooms), bundle.threshold)
+        if floor is not None:  # the same without the bundle's confidence floor
+            localizers["unfloored"] = (framed_localizer(bundle, lnet, zooms, floor=False),
+                                       bundle.threshold)
     localizers["cascade"] = (cascade, None)
 
     sets = {}
@@ -187,17 +193,17 @@ def main(args) -> dict:
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
           f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
-          f"{[round(z, 3) for z in zooms]}); {args.split} faces; sets: "
+          f"{[round(z, 3) for z in zooms]}, confidence floor {floor}); {args.split} faces; sets: "
           + ", ".join(f"{k} {len(v[0])} images / {sum(len(b) for b in v[1])} faces"
                       for k, v in sets.items()))
     result: dict = {}
-    header = (f"{'set':<9} {'localizer':<8} {'recall@0.5':>10} {'false/img':>9} {'dets/img':>8} "
+    header = (f"{'set':<9} {'localizer':<9} {'recall@0.5':>10} {'false/img':>9} {'dets/img':>8} "
               f"{'TPR@0.1FPPI':>11} {'TPR@1FPPI':>9} {'s/img':>6}")
     print(header)
     for set_name, (images, boxes) in sets.items():
         for loc_name, (loc, threshold) in localizers.items():
             r, dets = score(loc, images, boxes, threshold)
-            print(f"{set_name:<9} {loc_name:<8} {r['recall_iou50']:>10.3f} "
+            print(f"{set_name:<9} {loc_name:<9} {r['recall_iou50']:>10.3f} "
                   f"{r['false_per_image']:>9.2f} {r['detections_per_image']:>8.2f} "
                   f"{r['tpr_fppi01']:>11.3f} {r['tpr_fppi1']:>9.3f} {r['seconds_per_image']:>6.2f}")
             for key, value in r.items():

@@ -113,8 +113,11 @@ class Predictor:
             LinearHeads.from_arrays(self.attributes, {"weight": weight, "bias": bias})  # checks
             self._head_w = torch.as_tensor(weight, device=self.device)
             self._head_b = torch.as_tensor(bias, device=self.device)
+        # and found boxes that ANet reads below the bundle's floor (set by `reproduce` on val
+        # scenes) are dropped as face-like texture
         self.framer = (FramedLocalizer(self.localizer, self.attribute_scores,
-                                       self.preprocess.face_crop, self.crop_side, frame_zooms)
+                                       self.preprocess.face_crop, self.crop_side, frame_zooms,
+                                       min_confidence=bundle_frame_floor(bundle))
                        if framing else None)
         self.amp_dtype = amp_dtype(precision, self.device)
         # Channels-last (NHWC) is the layout GPU convolutions (cuDNN, tensor cores) run fastest
@@ -220,17 +223,26 @@ def bundle_frame_zooms(bundle: Bundle) -> tuple[float, ...]:
     return tuple((bundle.config.get("predict") or {}).get("frame_zooms") or ())
 
 
+def bundle_frame_floor(bundle: Bundle) -> float | None:
+    """The ANet confidence below which a bundle drops a framed box (config "predict":
+    {"frame_min_confidence"}, set by `reproduce`); None: nothing dropped."""
+    floor = (bundle.config.get("predict") or {}).get("frame_min_confidence")
+    return None if floor is None else float(floor)
+
+
 def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = None,
-                     device: str | torch.device | None = None):
+                     device: str | torch.device | None = None, floor: bool = True):
     """``localizer`` (any, e.g. an `LNetLocalizer` without a threshold for figures) with each
     found box framed by the bundle's ANet as `Predictor` frames it, at ``zooms`` (None: the
-    bundle's "predict" setting); ``localizer`` itself when there are none (no ANet is built)."""
+    bundle's "predict" setting), and dropped below the bundle's confidence floor unless
+    ``floor`` is False; ``localizer`` itself when there are no zooms (no ANet is built)."""
     zooms = bundle_frame_zooms(bundle) if zooms is None else zooms
     if not zooms:
         return localizer
     describe = Predictor(bundle, device, parts="describe")
     return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
-                           describe.crop_side, zooms)
+                           describe.crop_side, zooms,
+                           min_confidence=bundle_frame_floor(bundle) if floor else None)
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

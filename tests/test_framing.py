@@ -122,3 +122,66 @@ def test_two_finds_of_one_face_that_frame_to_the_same_box_are_one_face():
     assert [d.score for d in out] == [0.9, 0.5]  # the localizer's order, the duplicate gone
     both = FramedLocalizer(FixedLocalizer(found), scorer, width_crop, 16, nms_iou=None)
     assert len(both.localize(images)[0]) == 3
+
+
+def test_boxes_read_below_the_confidence_floor_are_dropped_and_the_rest_framed_as_before():
+    """A box 90 px wide around a face that needs 90 is read at full confidence; one 30 px wide
+    (texture the localizer mistook for a face, 0.58x-1.19x of it never near 90) stays below a
+    floor between the two and is dropped; without a floor both stay, framed alike."""
+    found = [[Detection((0.0, 0.0, 90.0, 90.0), 0.5), Detection((200.0, 0.0, 230.0, 30.0), 0.9)]]
+    images = [np.zeros((300, 300, 3), np.uint8)]
+    scorer = scorer_peaking_at(90)
+    plain = FramedLocalizer(FixedLocalizer(found), scorer, width_crop, 16)
+    scored = plain.frame_scored(images, found)[0]
+    face, texture = scored[0][1], scored[1][1]
+    assert face == pytest.approx(attribute_confidence(scorer(width_crop(None, (0, 0, 90, 90),
+                                                                          16)[None]))[0])
+    assert texture < face / 2
+    floored = FramedLocalizer(FixedLocalizer(found), scorer, width_crop, 16,
+                              min_confidence=(face + texture) / 2)
+    assert floored.localize(images) == [[scored[0][0]]]
+    assert plain.localize(images) == [[d for d, _ in scored]]
+    assert plain.select(scored, min_confidence=(face + texture) / 2) == [scored[0][0]]
+
+
+def test_the_confidence_floor_is_a_quantile_of_the_found_faces_confidence():
+    """On validation scenes with known boxes: the floor is the asked quantile of what ANet reads
+    on the detections that match a face at the threshold; detections under the threshold or off
+    every face do not set it, and the share of those off-face ones it drops is reported."""
+    from faceattr_ray.evaluation.localization_metrics import confidence_floor
+
+    truth = [np.array([[0, 0, 100, 100], [200, 200, 300, 300]]), np.zeros((0, 4))]
+    scored = [[(Detection((0.0, 0.0, 100.0, 100.0), 0.9), 5.0),
+               (Detection((205.0, 205.0, 300.0, 300.0), 0.8), 3.0),
+               (Detection((500.0, 0.0, 550.0, 50.0), 0.95), 2.0),   # off every face
+               (Detection((210.0, 200.0, 300.0, 300.0), 0.1), 0.5)],  # under the threshold
+              [(Detection((0.0, 0.0, 50.0, 50.0), 0.7), 4.0)]]        # a face-free scene
+    out = confidence_floor(scored, truth, threshold=0.5, quantile=0.5)
+    assert out["faces"] == 2
+    assert out["min_confidence"] == pytest.approx(4.0)  # median of 5 and 3
+    assert out["others_dropped"] == pytest.approx(0.5)  # 2.0 dropped, 4.0 kept
+    assert confidence_floor(scored, truth, threshold=0.5, quantile=0.0)["min_confidence"] == 3.0
+    assert confidence_floor(scored, truth, threshold=0.99, quantile=0.5)["min_confidence"] is None
+
+
+def test_predictor_drops_framed_boxes_below_the_bundles_floor(tiny_bundle):
+    """The bundle's "predict": {"frame_min_confidence"} is the Predictor's floor: one above
+    every face's confidence leaves no face, none leaves them all (and the results follow)."""
+    from faceattr_ray.predictor import Predictor, framed_localizer
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(2)]
+    config = {**tiny_bundle.config, "predict": {"frame_zooms": [0.8, 1.0, 1.25]}}
+    open_floor = Predictor(dataclasses.replace(tiny_bundle, config=config), "cpu")
+    assert open_floor.framer.min_confidence is None
+    found = open_floor.localize(images)
+    assert sum(map(len, found)) > 0
+    high = dataclasses.replace(tiny_bundle, config={
+        **config, "predict": {**config["predict"], "frame_min_confidence": 1e9}})
+    closed = Predictor(high, "cpu")
+    assert closed.framer.min_confidence == 1e9
+    assert closed.localize(images) == [[], []]
+    assert all(not r.faces for r in closed.predict(images))
+    lnet = Predictor(high, "cpu", parts="localize", frame_zooms=()).localizer
+    assert framed_localizer(high, lnet).min_confidence == 1e9
+    assert framed_localizer(high, lnet, floor=False).min_confidence is None

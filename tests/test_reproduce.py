@@ -126,6 +126,12 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     assert bundle.threshold == annotating.threshold == stored["threshold"]
     assert annotating.options() == LNetLocalizer.from_bundle(bundle).options()
     assert annotating.geometry == stored["geometry"]  # the calibrated box shape is read back
+    # the confidence floor set on the same scenes is the one annotate's framing applies
+    floor = stored["confidence_floor"]
+    assert floor["quantile"] == resolve_recipe(True, None)["frame_confidence_quantile"]
+    assert bundle.config["predict"]["frame_min_confidence"] == floor["min_confidence"]
+    framer = Predictor(bundle, "cpu", localizer="lnet").framer
+    assert framer is not None and framer.min_confidence == floor["min_confidence"]
     recipe = resolve_recipe(True, None)
     _, held, _ = scene_backgrounds(None, os.path.join(out, "work"), recipe, 0)
     scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0,
@@ -200,3 +206,28 @@ def test_attribute_network_gets_its_wild_crops_whether_lnets_are_trained_or_give
     reproduce.train_networks("root", None, str(tmp_path / "work"), recipe, reproduce.Timer(),
                              seed=0, backgrounds=["a.jpg", "b.jpg"])
     assert seen["wild"] == {"share": 0.5, "face_px": [24, 64], "backgrounds": ["a.jpg", "b.jpg"]}
+
+
+def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
+    """With two LNet_s draws, `train_scene_lnets` reads each over the calibration scenes (held
+    backgrounds) and keeps the one with the higher recall at the false-detection budget; the
+    recalls are reported. Without held backgrounds the first draw is kept."""
+    from faceattr_ray import reproduce
+    from faceattr_ray.train import lnet_scenes
+
+    draws = [object(), object()]
+    monkeypatch.setattr(reproduce, "split_faces", lambda *a: (None, np.zeros((1, 40))))
+    monkeypatch.setattr(lnet_scenes, "train_lnets",
+                        lambda *a, **k: ("lnet_o", list(draws), {"lnet_o_seconds": 1.0}))
+    monkeypatch.setattr(reproduce, "calibration_scenes", lambda *a: ([], []))
+    recall = {id(draws[0]): 0.3, id(draws[1]): 0.8}
+    monkeypatch.setattr(reproduce, "fit_scene_localizer",
+                        lambda loc, *a, **k: ({}, {"recall": recall[id(loc.lnet_s)]}, []))
+    monkeypatch.setattr("faceattr_ray.localizers.pyramid.PyramidLNetLocalizer.__init__",
+                        lambda self, o, s, *a, **k: setattr(self, "lnet_s", s))
+    recipe = reproduce.resolve_recipe(True, None)
+    nets, info = reproduce.train_scene_lnets("root", [], recipe, 0, None, ["held.jpg"])
+    assert nets == {"lnet_o": "lnet_o", "lnet_s": draws[1]}
+    assert info["s_draws_val_recall"] == [0.3, 0.8]
+    nets, info = reproduce.train_scene_lnets("root", [], recipe, 0, None, None)
+    assert nets["lnet_s"] is draws[0] and "s_draws_val_recall" not in info

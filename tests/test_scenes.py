@@ -153,3 +153,24 @@ def test_wild_face_window_and_jitter():
         x1, y1, x2, y2 = jitter_box((100, 100, 140, 150), rng, shift=0.1, scale=0.15)
         assert abs((x1 + x2) / 2 - 120) <= 4.0 + 1e-6 and abs((y1 + y2) / 2 - 125) <= 5.0 + 1e-6
         assert 0.7 * 40 < x2 - x1 < 1.3 * 40
+
+
+def test_several_lnet_s_draws_come_back_and_the_first_is_the_single_draw():
+    """`train_lnets` with "s_draws": 2 trains LNet_s twice on the same LNet_o and hard
+    negatives (seeds seed and seed + 1): the first draw has exactly the weights one draw gives,
+    the second other weights; the caller (`reproduce`) chooses between them."""
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.reproduce import SMOKE
+    from faceattr_ray.train.lnet_scenes import train_lnets
+
+    faces, labels = _faces()
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+    recipe = {**SMOKE["lnets"], "lr": 0.003, "weight_decay": 1e-4}
+    _, one, _ = train_lnets(faces, labels, _backgrounds(), config, recipe, seed=3, log=lambda m: None)
+    _, two, _ = train_lnets(faces, labels, _backgrounds(), config, {**recipe, "s_draws": 2},
+                            seed=3, log=lambda m: None)
+    assert len(one) == 1 and len(two) == 2
+    first, again, other = (dict(n.state_dict()) for n in (one[0], two[0], two[1]))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)

@@ -10,7 +10,7 @@ image is an array (G, 4). Boxes are x1, y1, x2, y2 in pixels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -163,23 +163,51 @@ def calibrate_geometry(localizer, images: Sequence[np.ndarray],
             "paired": len(ratios)}
 
 
-def choose_threshold(localizer, images: Sequence[np.ndarray],
-                     boxes: Sequence[np.ndarray], max_false_per_image: float = 0.25,
-                     iou: float = 0.5, frame: Callable | None = None) -> dict:
-    """The lowest face-score threshold whose false detections per image stay within
-    ``max_false_per_image`` on validation scenes (faces and face-free ones), with the recall
-    it gives there. ``frame(images, detections)``: what happens to the boxes before they are
-    matched (`FramedLocalizer.frame`), so the threshold is set on the boxes users get."""
+def every_detection(localizer, images: Sequence[np.ndarray]) -> list[list]:
+    """What ``localizer`` finds in each image with its threshold off and all faces kept (its
+    own settings restored after)."""
     saved, localizer.threshold = localizer.threshold, None
     saved_all, localizer.all_faces = localizer.all_faces, True
     try:
-        dets = [localizer.detect(im) for im in images]
+        return [localizer.detect(im) for im in images]
     finally:
         localizer.threshold, localizer.all_faces = saved, saved_all
-    if frame is not None:
-        dets = frame(list(images), dets)
+
+
+def choose_threshold(localizer, images: Sequence[np.ndarray],
+                     boxes: Sequence[np.ndarray], max_false_per_image: float = 0.25,
+                     iou: float = 0.5, detections: list[list] | None = None) -> dict:
+    """The lowest face-score threshold whose false detections per image stay within
+    ``max_false_per_image`` on validation scenes (faces and face-free ones), with the recall
+    it gives there. ``detections``: the boxes users get when they are not the localizer's own
+    (`every_detection`), e.g. framed by ANet (`FramedLocalizer`)."""
+    dets = every_detection(localizer, images) if detections is None else detections
     fppi, tpr, cuts = roc_curve(dets, [np.asarray(b).reshape(-1, 4) for b in boxes], iou)
     ok = np.flatnonzero(fppi <= max_false_per_image)
     k = ok[-1]
     return {"threshold": float(cuts[k]) if np.isfinite(cuts[k]) else 1.0,
             "recall": float(tpr[k]), "false_per_image": float(fppi[k]), "images": len(images)}
+
+
+def confidence_floor(scored: Sequence[list[tuple[Any, float]]],
+                     boxes: Sequence[np.ndarray], threshold: float, quantile: float,
+                     iou: float = 0.5) -> dict:
+    """A ``min_confidence`` for framing: the ``quantile`` of the confidence ANet reads on the
+    framed detections (`FramedLocalizer.frame_scored`; score >= ``threshold``) that match a
+    true face at ``iou`` on validation scenes, so about that share of the faces found is given
+    up; with how many faces it was set on and the share of the other detections it drops."""
+    faces, others = [], []
+    for one, truth in zip(scored, boxes, strict=True):
+        one = [(d, read) for d, read in one if d.score >= threshold]
+        if not one:
+            continue
+        matched = match_detections(np.array([d.box for d, _ in one]).reshape(-1, 4),
+                                   np.array([d.score for d, _ in one]),
+                                   np.asarray(truth).reshape(-1, 4), iou)
+        for (_, read), m in zip(one, matched, strict=True):
+            (faces if m >= 0 else others).append(read)
+    if not faces:
+        return {"min_confidence": None, "faces": 0, "others_dropped": 0.0}
+    floor = float(np.quantile(faces, quantile))
+    dropped = float(np.mean(np.array(others) < floor)) if others else 0.0
+    return {"min_confidence": floor, "faces": len(faces), "others_dropped": dropped}

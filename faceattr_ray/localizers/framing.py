@@ -8,6 +8,12 @@ from crops framed by one rule (`Preprocess.face_crop`, a localizer's small box e
 included), so its scores are largest, in root mean square over the attributes, near that
 framing: on val collages the zoom that maximises them follows the correction the box needs
 (r 0.79). No box is used to learn this; it reads the networks trained from tags.
+
+The same confidence also tells faces from face-like texture: a cat's eye or a flower that the
+LNets score high is read with little confidence at every zoom (val sample photos: such finds
+at 2.5-3.4, the faces at 3.6-6.9). ``min_confidence`` drops found boxes read below it;
+`reproduce` sets it on validation scenes as a low quantile of the found faces' confidence
+(`evaluation.localization_metrics.confidence_floor`), so it is in the units of the bundle's own heads.
 """
 
 from __future__ import annotations
@@ -46,32 +52,53 @@ class FramedLocalizer:
 
     def __init__(self, localizer, score_crops: Callable[[np.ndarray], np.ndarray],
                  crop: Callable[[np.ndarray, tuple, int], np.ndarray], side: int,
-                 zooms: Sequence[float] = DEFAULT_ZOOMS, nms_iou: float | None = NMS_IOU) -> None:
+                 zooms: Sequence[float] = DEFAULT_ZOOMS, nms_iou: float | None = NMS_IOU,
+                 min_confidence: float | None = None) -> None:
         if not zooms or min(zooms) <= 0:
             raise ValueError(f"framing zooms must be positive, got {list(zooms)}")
         self.localizer, self.score_crops, self.crop = localizer, score_crops, crop
         self.side, self.zooms = int(side), tuple(float(z) for z in zooms)
-        self.nms_iou = nms_iou
+        self.nms_iou, self.min_confidence = nms_iou, min_confidence
 
     def localize(self, images: list[np.ndarray]) -> list[list[Detection]]:
         return self.frame(images, self.localizer.localize(images))
 
-    def frame(self, images: Sequence[np.ndarray],
-              detections: list[list[Detection]]) -> list[list[Detection]]:
-        """Each detection's box scaled about its centre by the zoom read most confidently."""
+    def frame_scored(self, images: Sequence[np.ndarray], detections: list[list[Detection]]
+                     ) -> list[list[tuple[Detection, float]]]:
+        """Each detection with its box scaled about its centre by the zoom read most
+        confidently, and that confidence; nothing dropped."""
         crops = [self.crop(images[i], expand_box(d.box, z), self.side)
                  for i, dets in enumerate(detections) for d in dets for z in self.zooms]
         if not crops:
-            return detections
+            return [[] for _ in detections]
         confidence = attribute_confidence(self.score_crops(np.stack(crops)))
-        best = iter(confidence.reshape(-1, len(self.zooms)).argmax(axis=1))
-        framed = [[replace(d, box=tuple(float(v) for v in expand_box(d.box, self.zooms[next(best)])))
-                   for d in dets] for dets in detections]
-        if self.nms_iou is None:
-            return framed
+        confidence = confidence.reshape(-1, len(self.zooms))
+        best = iter(zip(confidence.argmax(axis=1), confidence.max(axis=1), strict=True))
         out = []
-        for dets in framed:
-            keep = nms(np.array([d.box for d in dets]).reshape(-1, 4),
-                       np.array([d.score for d in dets]), self.nms_iou) if dets else []
-            out.append([dets[i] for i in sorted(keep)])  # the localizer's order
+        for dets in detections:
+            scored = []
+            for d in dets:
+                zoom, read = next(best)
+                box = tuple(float(v) for v in expand_box(d.box, self.zooms[zoom]))
+                scored.append((replace(d, box=box), float(read)))
+            out.append(scored)
         return out
+
+    def frame(self, images: Sequence[np.ndarray],
+              detections: list[list[Detection]]) -> list[list[Detection]]:
+        """Framed detections (`frame_scored`), then `select`ed."""
+        return [self.select(scored) for scored in self.frame_scored(images, detections)]
+
+    def select(self, scored: list[tuple[Detection, float]],
+               min_confidence: float | None | str = "own") -> list[Detection]:
+        """One image's framed detections read at least ``min_confidence`` ("own": this
+        framer's; None: all), framed duplicates dropped (``nms_iou``), in the localizer's
+        order."""
+        floor = self.min_confidence if min_confidence == "own" else min_confidence
+        dets = [d for d, read in scored if floor is None or read >= floor]
+        if self.nms_iou is not None and dets:
+            keep = nms(np.array([d.box for d in dets]).reshape(-1, 4),
+                       np.array([d.score for d in dets]), self.nms_iou)
+            dets = [dets[i] for i in sorted(keep)]
+        return dets
+

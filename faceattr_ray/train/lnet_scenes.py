@@ -209,9 +209,11 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
 
 def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndarray],
                 lnet_config: LNetConfig, recipe: dict, seed: int = 0,
-                log: Callable[[str], None] = print) -> tuple[LNet, LNet, dict]:
+                log: Callable[[str], None] = print) -> tuple[LNet, list[LNet], dict]:
     """LNet_o on whole scenes, then LNet_s on head-shoulder windows with LNet_o's false
-    proposals on the backgrounds as hard negatives. ``recipe``: `reproduce.RECIPE["lnets"]`."""
+    proposals on the backgrounds as hard negatives. ``recipe``: `reproduce.RECIPE["lnets"]`;
+    its "s_draws" LNet_s are trained (seeds seed, seed + 1, ...: the first is the one a single
+    draw gives) and all returned, for the caller to choose on validation scenes."""
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
 
     r = recipe
@@ -230,9 +232,11 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
                                r["window_size"])
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
         f"face-free photos)")
-    lnet_s = train_lnet(maker, SceneTrainConfig(stage="s", steps=r["steps_s"], **common),
+    draws = [train_lnet(maker, SceneTrainConfig(stage="s", steps=r["steps_s"],
+                                                **{**common, "seed": seed + k}),
                         lnet_config, log, hard_negatives=hard)
+             for k in range(int(r.get("s_draws", 1)))]
     info = {"lnet_o_seconds": round(t1 - t0, 1), "lnet_s_seconds": round(time.perf_counter() - t1, 1),
             "hard_negatives": int(len(hard)), "faces": int(len(faces)),
             "backgrounds": int(len(backgrounds))}
-    return lnet_o, lnet_s, info
+    return lnet_o, draws, info
