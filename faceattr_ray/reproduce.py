@@ -775,6 +775,7 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
     scenes (val faces x ``held`` backgrounds) at the calibration's false-detection budget is
     kept: LNet_s alone swings from run to run (val recall 0.30-0.83 over 8 draws; README)."""
     from faceattr_ray.data.scenes import load_background
+    from faceattr_ray.evaluation.localization_metrics import choose_threshold
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
     from faceattr_ray.models import LNetConfig
     from faceattr_ray.train.lnet_scenes import train_lnets
@@ -786,13 +787,15 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
                                       log=lambda m: print(f"[reproduce] {m}", flush=True))
     if len(draws) > 1 and held:
         images, boxes = calibration_scenes(root, held, recipe, seed)
-        lnets = recipe["lnets"]
+        lnets, max_false = recipe["lnets"], recipe["scenes"].get("max_false_per_image", 0.25)
         recalls = []
         for lnet_s in draws:  # read as `calibrate_scene_localizer` reads the bundle's
             localizer = PyramidLNetLocalizer(
                 lnet_o, lnet_s, None, canonical=float(np.sqrt(np.prod(lnets["face_px"]))),
                 window_size=lnets["window_size"])
-            recalls.append(fit_scene_localizer(localizer, images, boxes, recipe)[1]["recall"])
+            _, found = calibration_detections(localizer, images, boxes)
+            recalls.append(choose_threshold(localizer, images, boxes, max_false,
+                                            detections=found)["recall"])
         info["s_draws_val_recall"] = [round(r, 4) for r in recalls]
         draws = [draws[int(np.argmax(recalls))]]
     return {"lnet_o": lnet_o, "lnet_s": draws[0]}, info
@@ -808,24 +811,15 @@ def calibration_scenes(root: str, backgrounds: list[str], recipe: dict,
     return [s.image for s in scenes], [s.boxes for s in scenes]
 
 
-def fit_scene_localizer(localizer, images: list[np.ndarray], boxes: list[np.ndarray],
-                        recipe: dict, framer=None) -> tuple[dict, dict, list]:
-    """A pyramid localizer's box geometry (set on it) and face threshold on calibration scenes:
-    (geometry, threshold choice, what it finds with no threshold). ``framer``: the threshold is
-    set on the boxes framed by ANet, as annotate gives them (`FramedLocalizer`)."""
-    from faceattr_ray.evaluation.localization_metrics import (
-        calibrate_geometry,
-        choose_threshold,
-        every_detection,
-    )
+def calibration_detections(localizer, images: list[np.ndarray],
+                           boxes: list[np.ndarray]) -> tuple[dict, list]:
+    """A pyramid localizer's box geometry, set on it from calibration scenes, and then what it
+    finds there with no threshold (the detections its threshold is chosen on)."""
+    from faceattr_ray.evaluation.localization_metrics import calibrate_geometry, every_detection
 
     geometry = calibrate_geometry(localizer, images, boxes)
     localizer.geometry = geometry["geometry"]
-    found = every_detection(localizer, images)
-    framed = found if framer is None else framer.frame(images, found)
-    chosen = choose_threshold(localizer, images, boxes,
-                              recipe["scenes"].get("max_false_per_image", 0.25), detections=framed)
-    return geometry, chosen, found
+    return geometry, every_detection(localizer, images)
 
 
 def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], recipe: dict,
@@ -833,7 +827,11 @@ def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], rec
     """Box geometry and face threshold of the bundle's pyramid localizer, set on scenes of val
     faces x held-apart backgrounds, and stored in the bundle."""
     from faceattr_ray.bundle import load_bundle, save_bundle
-    from faceattr_ray.evaluation.localization_metrics import confidence_floor, scene_scores
+    from faceattr_ray.evaluation.localization_metrics import (
+        choose_threshold,
+        confidence_floor,
+        scene_scores,
+    )
     from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.predictor import framed_localizer
 
@@ -848,11 +846,13 @@ def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], rec
     # (duplicates dropped, no floor yet); then the confidence floor, on the faces found at
     # that threshold
     framer = framed_localizer(bundle, localizer, floor=False)
-    framer = None if framer is localizer else framer
-    geometry, chosen, found = fit_scene_localizer(localizer, images, boxes, recipe, framer)
+    geometry, found = calibration_detections(localizer, images, boxes)
+    scored = None if framer is localizer else framer.frame_scored(images, found)
+    framed = found if scored is None else [framer.select(one, None) for one in scored]
+    chosen = choose_threshold(localizer, images, boxes,
+                              recipe["scenes"].get("max_false_per_image", 0.25), detections=framed)
     quantile = recipe.get("frame_confidence_quantile")
-    if framer is not None and quantile is not None:
-        scored = framer.frame_scored(images, found)
+    if scored is not None and quantile is not None:
         floor = confidence_floor(scored, boxes, chosen["threshold"], quantile)
         gated = [framer.select(one, floor["min_confidence"]) for one in scored]
         after = scene_scores(gated, boxes, chosen["threshold"])

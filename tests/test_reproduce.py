@@ -221,8 +221,10 @@ def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
                         lambda *a, **k: ("lnet_o", list(draws), {"lnet_o_seconds": 1.0}))
     monkeypatch.setattr(reproduce, "calibration_scenes", lambda *a: ([], []))
     recall = {id(draws[0]): 0.3, id(draws[1]): 0.8}
-    monkeypatch.setattr(reproduce, "fit_scene_localizer",
-                        lambda loc, *a, **k: ({}, {"recall": recall[id(loc.lnet_s)]}, []))
+    # what each draw finds stands for it; its recall is read off that
+    monkeypatch.setattr(reproduce, "calibration_detections", lambda loc, *a: ({}, loc.lnet_s))
+    monkeypatch.setattr("faceattr_ray.evaluation.localization_metrics.choose_threshold",
+                        lambda *a, detections, **k: {"recall": recall[id(detections)]})
     monkeypatch.setattr("faceattr_ray.localizers.pyramid.PyramidLNetLocalizer.__init__",
                         lambda self, o, s, *a, **k: setattr(self, "lnet_s", s))
     recipe = reproduce.resolve_recipe(True, None)

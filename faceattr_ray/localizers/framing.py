@@ -87,18 +87,16 @@ class FramedLocalizer:
     def frame(self, images: Sequence[np.ndarray],
               detections: list[list[Detection]]) -> list[list[Detection]]:
         """Framed detections (`frame_scored`), then `select`ed."""
-        return [self.select(scored) for scored in self.frame_scored(images, detections)]
+        return [self.select(scored, self.min_confidence)
+                for scored in self.frame_scored(images, detections)]
 
     def select(self, scored: list[tuple[Detection, float]],
-               min_confidence: float | None | str = "own") -> list[Detection]:
-        """One image's framed detections read at least ``min_confidence`` ("own": this
-        framer's; None: all), framed duplicates dropped (``nms_iou``), in the localizer's
-        order."""
-        floor = self.min_confidence if min_confidence == "own" else min_confidence
-        dets = [d for d, read in scored if floor is None or read >= floor]
+               min_confidence: float | None) -> list[Detection]:
+        """One image's framed detections read at least ``min_confidence`` (None: all), framed
+        duplicates dropped (``nms_iou``), in the localizer's order."""
+        dets = [d for d, read in scored if min_confidence is None or read >= min_confidence]
         if self.nms_iou is not None and dets:
             keep = nms(np.array([d.box for d in dets]).reshape(-1, 4),
                        np.array([d.score for d in dets]), self.nms_iou)
             dets = [dets[i] for i in sorted(keep)]
         return dets
-
