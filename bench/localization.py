@@ -14,9 +14,10 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
    `reproduce` calibrates on (val faces there, test faces here).
 
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
-re-sized to the zoom ANet reads most confidently, and dropped when ANet reads them below the
-bundle's confidence floor: `localizers.framing`, what `Predictor` does when the bundle says
-"frame_zooms" and "frame_min_confidence"), "unfloored" (framed, no floor; only for a bundle
+re-sized to the zoom ANet reads most confidently, its centre moved where ANet reads it more
+confidently, and dropped when ANet reads them below the bundle's confidence floor:
+`localizers.framing`, what `Predictor` does when the bundle says "frame_zooms",
+"frame_shifts_y", "frame_shifts_x" and "frame_min_confidence"), "unfloored" (framed, no floor; only for a bundle
 with one), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
 threshold, detections per image, and the TPR at 0.1 and 1 false positive per image.
 

@@ -117,7 +117,8 @@ class Predictor:
         # scenes) are dropped as face-like texture
         self.framer = (FramedLocalizer(self.localizer, self.attribute_scores,
                                        self.preprocess.face_crop, self.crop_side, frame_zooms,
-                                       min_confidence=bundle_frame_floor(bundle))
+                                       min_confidence=bundle_frame_floor(bundle),
+                                       **bundle_frame_shifts(bundle))
                        if framing else None)
         self.amp_dtype = amp_dtype(precision, self.device)
         # Channels-last (NHWC) is the layout GPU convolutions (cuDNN, tensor cores) run fastest
@@ -223,6 +224,14 @@ def bundle_frame_zooms(bundle: Bundle) -> tuple[float, ...]:
     return tuple((bundle.config.get("predict") or {}).get("frame_zooms") or ())
 
 
+def bundle_frame_shifts(bundle: Bundle) -> dict[str, tuple[float, ...]]:
+    """The centre moves a bundle tries after the zoom (config "predict": {"frame_shifts_y",
+    "frame_shifts_x"}), as `FramedLocalizer` keywords; none by default."""
+    predict = bundle.config.get("predict") or {}
+    return {"shifts_y": tuple(predict.get("frame_shifts_y") or ()),
+            "shifts_x": tuple(predict.get("frame_shifts_x") or ())}
+
+
 def bundle_frame_floor(bundle: Bundle) -> float | None:
     """The ANet confidence below which a bundle drops a framed box (config "predict":
     {"frame_min_confidence"}, set by `reproduce`); None: nothing dropped."""
@@ -242,7 +251,8 @@ def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = 
     describe = Predictor(bundle, device, parts="describe")
     return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
                            describe.crop_side, zooms,
-                           min_confidence=bundle_frame_floor(bundle) if floor else None)
+                           min_confidence=bundle_frame_floor(bundle) if floor else None,
+                           **bundle_frame_shifts(bundle))
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

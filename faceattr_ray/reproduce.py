@@ -145,6 +145,10 @@ RECIPE: dict = {
     # Found boxes re-sized to the zoom ANet reads most confidently (localizers/framing.py;
     # stored in the bundle: "predict"); chosen on val collages and scenes (README, results)
     "frame_zooms": [round(2 ** (k / 8), 6) for k in range(-4, 5)],
+    # then the centre moved where ANet reads it more confidently: up/down by these fractions of
+    # the box's height, then sideways by these of its width; chosen on val (README, results)
+    "frame_shifts_y": [-0.2, -0.1, 0.1, 0.2],
+    "frame_shifts_x": [-0.1, 0.1],
     # Framed boxes ANet reads less confidently than this quantile of the val scenes' found
     # faces are dropped (face-like texture: `localizers.framing.confidence_floor`); chosen on
     # val photos, collages and scenes (README, results); None: nothing dropped
@@ -923,7 +927,8 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
         bundle = load_bundle(model)
         heads, heads_info, points = fit_attribute_heads(bundle, root, recipe, seed)
         store_points(bundle, points, recipe["heads"])
-        bundle.config["predict"]["frame_zooms"] = list(recipe.get("frame_zooms") or [])
+        for key in ("frame_zooms", "frame_shifts_y", "frame_shifts_x"):
+            bundle.config["predict"][key] = list(recipe.get(key) or [])
         write_heads_bundle(model, heads, bundle, {"protocol": "reproduce", **heads_info})
         h = heads_info["held_out_accuracy"]
         print(f"[reproduce] heads on held-out val identities "

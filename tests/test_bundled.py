@@ -57,7 +57,8 @@ def test_predictions_on_the_sample_photos_equal_those_recorded_at_build_time():
 def test_folded_batch_norm_predicts_what_the_networks_as_trained_predict():
     """`Predictor` runs the networks with batch norm folded into the convolutions (issue 20);
     on the sample photos that moves boxes by float rounding (measured: under 0.004 px) and
-    attribute scores by what such a box moves them (under 0.004)."""
+    attribute scores (spread about +-10) by float rounding too (under 0.004 with the zoom alone,
+    0.011 with the centre moves, measured on this stop's Xeon)."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.data.sample_photos import sample_photo_paths
@@ -74,7 +75,7 @@ def test_folded_batch_norm_predicts_what_the_networks_as_trained_predict():
         for x, y in zip(a.faces, b.faces, strict=True):
             np.testing.assert_allclose(x.box, y.box, atol=0.01)
             assert x.score == pytest.approx(y.score, abs=1e-5)
-            np.testing.assert_allclose(x.attributes, y.attributes, atol=0.01)
+            np.testing.assert_allclose(x.attributes, y.attributes, atol=0.02)
             faces += 1
     assert faces >= 2
 

@@ -67,6 +67,45 @@ def test_each_box_takes_the_zoom_the_scorer_reads_most_confidently():
         FramedLocalizer(FixedLocalizer(found), scorer_peaking_at(80), width_crop, 16, (0.0, 1.0))
 
 
+def centre_crop(image, box, side):
+    """A stand-in crop that carries the box's width and centre in its pixels."""
+    x1, y1, x2, y2 = box
+    values = [x2 - x1, (x1 + x2) / 2, (y1 + y2) / 2]
+    return np.stack([np.full((side, side), v, np.float64) for v in values], axis=-1)
+
+
+def scorer_peaking_at_box(width: float, cx: float, cy: float):
+    """Scores largest for crops of boxes ``width`` wide centred on (``cx``, ``cy``)."""
+    def score(crops):
+        w, x, y = (crops[:, 0, 0, k] for k in range(3))
+        peak = np.exp(-8 * np.log(w / width) ** 2 - ((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
+        return np.stack([2 * peak, -3 * peak], axis=1)
+    return score
+
+
+def test_after_the_zoom_the_centre_moves_up_or_down_then_sideways_where_read_more_confidently():
+    """A box found 100 px wide, centred 20 px above and 10 px left of a 100 px face: the zoom
+    stays 1, then the move of 0.2 box heights down and 0.1 widths right puts the box on the
+    face; with no moves the centre stays; a box already on the face is not moved."""
+    face = (100.0, 100.0, 200.0, 200.0)
+    found = [[Detection((90.0, 80.0, 190.0, 180.0), 0.9), Detection(face, 0.8)]]
+    images = [np.zeros((300, 300, 3), np.uint8)]
+    score = scorer_peaking_at_box(100, 150, 150)
+    moved = FramedLocalizer(FixedLocalizer(found), score, centre_crop, 4, (0.8, 1.0, 1.25),
+                            shifts_y=(-0.2, -0.1, 0.1, 0.2), shifts_x=(-0.1, 0.1))
+    (off, read_off), (on, read_on) = moved.frame_scored(images, found)[0]
+    assert off.box == pytest.approx(face) and on.box == pytest.approx(face)
+    assert [off.score, on.score] == [0.9, 0.8]
+    # the confidence is the zoom's, before the move (what the floor reads)
+    assert read_off == pytest.approx(np.sqrt(6.5) * np.exp(-500 / 200.0))
+    assert read_on == pytest.approx(np.sqrt(6.5))
+    # the two now frame one face: the better-scored stays
+    assert [d.score for d in moved.localize(images)[0]] == [0.9]
+    still = FramedLocalizer(FixedLocalizer(found), score, centre_crop, 4, (0.8, 1.0, 1.25))
+    assert [d for d, _ in still.frame_scored(images, found)[0]][0].box == pytest.approx(
+        found[0][0].box)
+
+
 @pytest.fixture(scope="module")
 def tiny_bundle():
     from faceattr_ray.presets import build_bundle
@@ -103,6 +142,11 @@ def test_predictor_frames_found_boxes_as_the_bundle_says_and_can_be_told_not_to(
     configured = dataclasses.replace(tiny_bundle, config={
         **tiny_bundle.config, "predict": {"flip": False, "frame_zooms": list(zooms)}})
     assert Predictor(configured, "cpu").framer.zooms == zooms
+    assert Predictor(configured, "cpu").framer.shifts_y == ()  # no moves unless the bundle says
+    moving = dataclasses.replace(tiny_bundle, config={**tiny_bundle.config, "predict": {
+        "frame_zooms": list(zooms), "frame_shifts_y": [-0.1, 0.1], "frame_shifts_x": [0.1]}})
+    assert (Predictor(moving, "cpu").framer.shifts_y, Predictor(moving, "cpu").framer.shifts_x) == (
+        (-0.1, 0.1), (0.1,))
     assert Predictor(configured, "cpu", frame_zooms=()).framer is None
     localize_only = Predictor(configured, "cpu", parts="localize")
     assert localize_only.anet is not None and localize_only.framer is not None

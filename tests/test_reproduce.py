@@ -133,6 +133,10 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     framer = Predictor(bundle, "cpu", localizer="lnet").framer
     assert framer is not None and framer.min_confidence == floor["min_confidence"]
     recipe = resolve_recipe(True, None)
+    # and it frames with the recipe's zooms and centre moves, as the floor was set
+    assert (framer.shifts_y, framer.shifts_x) == (tuple(recipe["frame_shifts_y"]),
+                                                  tuple(recipe["frame_shifts_x"]))
+    assert framer.shifts_y
     _, held, _ = scene_backgrounds(None, os.path.join(out, "work"), recipe, 0)
     scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0,
                                recipe["scenes"]["calibration_context_share"])

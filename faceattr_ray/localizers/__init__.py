@@ -9,7 +9,8 @@ Every localizer offers ``localize(images) -> list[list[Detection]]``:
 - `CascadeLocalizer`, `FullImageLocalizer` (baselines.py): scikit-image's LBP cascade, and the
   whole image for aligned crops;
 - `FramedLocalizer` (framing.py): any of them, each found box re-sized to the zoom the
-  attribute network reads most confidently (`Predictor(frame_zooms=...)`).
+  attribute network reads most confidently, then its centre moved where it reads more so
+  (`Predictor(frame_zooms=...)`; the bundle's "predict" settings).
 Their parts: windows.py scores rectangles on a response map, peaks.py splits a map into regions
 (density peaks), drawing.py draws the maps and boxes.
 """

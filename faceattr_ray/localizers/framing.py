@@ -7,7 +7,9 @@ with the true width nearly every found face would reach IoU 0.5). ANet learned i
 from crops framed by one rule (`Preprocess.face_crop`, a localizer's small box errors
 included), so its scores are largest, in root mean square over the attributes, near that
 framing: on val collages the zoom that maximises them follows the correction the box needs
-(r 0.79). No box is used to learn this; it reads the networks trained from tags.
+(r 0.79). No box is used to learn this; it reads the networks trained from tags. The centre
+is then moved the same way, up or down first, then sideways (``shifts_y``, ``shifts_x``):
+LNet_s places some draws' faces off centre, in real photos mostly too high (README, results).
 
 The same confidence also tells faces from face-like texture: a cat's eye or a flower that the
 LNets score high is read with little confidence at every zoom (val sample photos: such finds
@@ -35,6 +37,13 @@ DEFAULT_ZOOMS: tuple[float, ...] = tuple(float(2 ** (k / 8)) for k in range(-4, 
 NMS_IOU: float = 0.3
 
 
+def shift_box(box: tuple, dx: float, dy: float) -> tuple:
+    """``box`` moved by ``dx`` of its width and ``dy`` of its height."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    return (x1 + dx * w, y1 + dy * h, x2 + dx * w, y2 + dy * h)
+
+
 def attribute_confidence(scores: np.ndarray) -> np.ndarray:
     """(N, A) attribute scores -> (N,) root mean square: how far from undecided a crop reads."""
     scores = np.asarray(scores, np.float64)
@@ -45,7 +54,9 @@ class FramedLocalizer:
     """A localizer whose boxes are re-sized by ``frame``: ``localize(images)`` runs
     ``localizer`` and frames what it found. ``crop(image, box, side)`` cuts the attribute
     network's (side, side, 3) crop of a face box; ``score_crops`` turns (N, side, side, 3) crops
-    into (N, A) attribute scores. Scores and order of the faces are the localizer's; a framed
+    into (N, A) attribute scores. After the zoom, each of ``shifts_y`` then each of
+    ``shifts_x`` moves the box's centre (fractions of its height, width), kept where ANet reads
+    it more confidently than before. Scores and order of the faces are the localizer's; a framed
     box overlapping a better-scored framed box by more than ``nms_iou`` is dropped (two finds
     of one face, e.g. its chin and the whole face, often frame to the same box; None keeps
     all)."""
@@ -53,11 +64,14 @@ class FramedLocalizer:
     def __init__(self, localizer, score_crops: Callable[[np.ndarray], np.ndarray],
                  crop: Callable[[np.ndarray, tuple, int], np.ndarray], side: int,
                  zooms: Sequence[float] = DEFAULT_ZOOMS, nms_iou: float | None = NMS_IOU,
-                 min_confidence: float | None = None) -> None:
+                 min_confidence: float | None = None, shifts_y: Sequence[float] = (),
+                 shifts_x: Sequence[float] = ()) -> None:
         if not zooms or min(zooms) <= 0:
             raise ValueError(f"framing zooms must be positive, got {list(zooms)}")
         self.localizer, self.score_crops, self.crop = localizer, score_crops, crop
         self.side, self.zooms = int(side), tuple(float(z) for z in zooms)
+        self.shifts_y = tuple(float(v) for v in shifts_y)
+        self.shifts_x = tuple(float(v) for v in shifts_x)
         self.nms_iou, self.min_confidence = nms_iou, min_confidence
 
     def localize(self, images: list[np.ndarray]) -> list[list[Detection]]:
@@ -66,23 +80,43 @@ class FramedLocalizer:
     def frame_scored(self, images: Sequence[np.ndarray], detections: list[list[Detection]]
                      ) -> list[list[tuple[Detection, float]]]:
         """Each detection with its box scaled about its centre by the zoom read most
-        confidently, and that confidence; nothing dropped."""
-        crops = [self.crop(images[i], expand_box(d.box, z), self.side)
-                 for i, dets in enumerate(detections) for d in dets for z in self.zooms]
-        if not crops:
+        confidently, then moved by the shifts that read more confidently; and the confidence
+        of that zoom, before any move (what the floor reads: moves raise texture's confidence
+        as well as faces', and val photos then kept 3x the false detections; README, results);
+        nothing dropped."""
+        owners = [i for i, dets in enumerate(detections) for _ in dets]
+        found = [d.box for dets in detections for d in dets]
+        if not found:
             return [[] for _ in detections]
-        confidence = attribute_confidence(self.score_crops(np.stack(crops)))
-        confidence = confidence.reshape(-1, len(self.zooms))
-        best = iter(zip(confidence.argmax(axis=1), confidence.max(axis=1), strict=True))
-        out = []
+        boxes, read = self._most_confident(images, owners, found, [
+            lambda b, z=z: expand_box(b, z) for z in self.zooms])
+        moved = read
+        for moves in ([lambda b, v=v: shift_box(b, 0.0, v) for v in self.shifts_y],
+                      [lambda b, v=v: shift_box(b, v, 0.0) for v in self.shifts_x]):
+            if moves:  # the box as it stands is one candidate, already read
+                boxes, moved = self._most_confident(images, owners, boxes, moves, moved)
+        out, k = [], 0
         for dets in detections:
             scored = []
             for d in dets:
-                zoom, read = next(best)
-                box = tuple(float(v) for v in expand_box(d.box, self.zooms[zoom]))
-                scored.append((replace(d, box=box), float(read)))
+                scored.append((replace(d, box=tuple(float(v) for v in boxes[k])), float(read[k])))
+                k += 1
             out.append(scored)
         return out
+
+    def _most_confident(self, images, owners, boxes, moves, read=None):
+        """For each box, the move whose crop ANet reads most confidently (the box unmoved
+        competes with confidence ``read`` when given): (moved boxes, their confidence)."""
+        crops = [self.crop(images[i], move(b), self.side)
+                 for i, b in zip(owners, boxes, strict=True) for move in moves]
+        confidence = attribute_confidence(self.score_crops(np.stack(crops)))
+        confidence = confidence.reshape(len(boxes), len(moves))
+        if read is not None:
+            confidence = np.column_stack([read, confidence])
+            moves = [lambda b: b, *moves]
+        best = confidence.argmax(axis=1)
+        return ([moves[m](b) for m, b in zip(best, boxes, strict=True)],
+                confidence.max(axis=1))
 
     def frame(self, images: Sequence[np.ndarray],
               detections: list[list[Detection]]) -> list[list[Detection]]:
