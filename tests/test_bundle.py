@@ -164,3 +164,23 @@ def test_model_version_is_the_hash_of_the_weights(tmp_path):
     assert model_version(load_bundle(tmp_path / "a").config) == va
     meta = json.loads(table_metadata(NAMES, a.config, a.threshold, "lnet")["faceattr_ray.model"])
     assert meta["version"] == va and meta["hashes"] == a.config["files"]
+    assert meta["framing"] is None  # this bundle does not frame its boxes
+
+
+def test_the_table_says_how_found_boxes_were_framed():
+    """Framing settings live in the bundle's config, not its weights, so the model version
+    cannot tell them apart: the footer records them (none for aligned crops, never framed)."""
+    from faceattr_ray.bundled import model_path
+    from faceattr_ray.pipeline.schema import table_metadata
+
+    bundled = load_bundle(model_path())
+    predict = bundled.config["predict"]
+    meta = json.loads(table_metadata(NAMES, bundled.config, bundled.threshold, "lnet")[
+        "faceattr_ray.model"])
+    assert meta["framing"] == {"frame_zooms": predict["frame_zooms"],
+                               "frame_shifts_y": predict["frame_shifts_y"],
+                               "frame_shifts_x": predict["frame_shifts_x"],
+                               "frame_min_confidence": predict["frame_min_confidence"]}
+    assert meta["framing"]["frame_shifts_y"]  # the shipped model moves centres
+    aligned = json.loads(table_metadata(NAMES, bundled.config, None, "full")["faceattr_ray.model"])
+    assert aligned["framing"] is None

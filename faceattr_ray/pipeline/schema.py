@@ -68,9 +68,24 @@ def table_metadata(attributes: list[str], bundle_config: dict, threshold: float 
                 "hashes": bundle_config.get("files") or {},
                 "threshold": threshold,
                 "localizer": localizer,
+                "framing": None if localizer == "full" else framing_settings(bundle_config),
             }
         ),
     }
+
+
+# The bundle's "predict" settings that move or drop found boxes (`localizers.framing`): two
+# tables from the same weights differ in their boxes when these differ, and the model version
+# hashes only the weight files.
+FRAMING_KEYS = ("frame_zooms", "frame_shifts_y", "frame_shifts_x", "frame_min_confidence")
+
+
+def framing_settings(bundle_config: dict) -> dict | None:
+    """How the bundle frames found boxes (None: it does not)."""
+    predict = bundle_config.get("predict") or {}
+    if not predict.get("frame_zooms"):
+        return None
+    return {key: predict[key] for key in FRAMING_KEYS if key in predict}
 
 
 def model_version(bundle_config: dict) -> str:
