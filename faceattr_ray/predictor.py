@@ -115,11 +115,7 @@ class Predictor:
             self._head_b = torch.as_tensor(bias, device=self.device)
         # and found boxes that ANet reads below the bundle's floor (set by `reproduce` on val
         # scenes) are dropped as face-like texture
-        self.framer = (FramedLocalizer(self.localizer, self.attribute_scores,
-                                       self.preprocess.face_crop, self.crop_side, frame_zooms,
-                                       min_confidence=bundle_frame_floor(bundle),
-                                       **bundle_frame_shifts(bundle))
-                       if framing else None)
+        self.framer = bundle_framer(bundle, self.localizer, self, frame_zooms) if framing else None
         self.amp_dtype = amp_dtype(precision, self.device)
         # Channels-last (NHWC) is the layout GPU convolutions (cuDNN, tensor cores) run fastest
         # in; on a CPU it is a measured choice (bench/annotate.py), off by default.
@@ -248,7 +244,14 @@ def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = 
     zooms = bundle_frame_zooms(bundle) if zooms is None else zooms
     if not zooms:
         return localizer
-    describe = Predictor(bundle, device, parts="describe")
+    return bundle_framer(bundle, localizer, Predictor(bundle, device, parts="describe"), zooms,
+                         floor)
+
+
+def bundle_framer(bundle: Bundle, localizer, describe: Predictor, zooms: Sequence[float],
+                  floor: bool = True) -> FramedLocalizer:
+    """``localizer`` framed by ``describe``'s ANet (a `Predictor` that describes faces) at
+    ``zooms``, with the bundle's centre moves and, when ``floor``, its confidence floor."""
     return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
                            describe.crop_side, zooms,
                            min_confidence=bundle_frame_floor(bundle) if floor else None,

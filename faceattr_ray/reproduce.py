@@ -782,7 +782,7 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
     from faceattr_ray.evaluation.localization_metrics import choose_threshold
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
     from faceattr_ray.models import LNetConfig
-    from faceattr_ray.train.lnet_scenes import train_lnets
+    from faceattr_ray.train.lnet_scenes import pyramid_reading, train_lnets
 
     faces, labels = split_faces(root, "train", limit)
     config = LNetConfig.from_dict({**recipe["lnet_arch"], "num_attributes": labels.shape[1]})
@@ -791,12 +791,11 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
                                       log=lambda m: print(f"[reproduce] {m}", flush=True))
     if len(draws) > 1 and held:
         images, boxes = calibration_scenes(root, held, recipe, seed)
-        lnets, max_false = recipe["lnets"], recipe["scenes"].get("max_false_per_image", 0.25)
+        max_false = recipe["scenes"].get("max_false_per_image", 0.25)
         recalls = []
         for lnet_s in draws:  # read as `calibrate_scene_localizer` reads the bundle's
-            localizer = PyramidLNetLocalizer(
-                lnet_o, lnet_s, None, canonical=float(np.sqrt(np.prod(lnets["face_px"]))),
-                window_size=lnets["window_size"])
+            localizer = PyramidLNetLocalizer(lnet_o, lnet_s, None,
+                                             **pyramid_reading(recipe["lnets"]))
             _, found = calibration_detections(localizer, images, boxes)
             recalls.append(choose_threshold(localizer, images, boxes, max_false,
                                             detections=found)["recall"])
@@ -838,14 +837,13 @@ def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], rec
     )
     from faceattr_ray.localizers import LNetLocalizer
     from faceattr_ray.predictor import framed_localizer
+    from faceattr_ray.train.lnet_scenes import pyramid_reading
 
     whole = recipe["scenes"].get("calibration_context_share", 0.0)
     images, boxes = calibration_scenes(root, backgrounds, recipe, seed)
     bundle = load_bundle(model)
-    lnets = recipe["lnets"]
-    localizer = LNetLocalizer.from_bundle(
-        bundle, threshold=None, canonical=float(np.sqrt(np.prod(lnets["face_px"]))),
-        window_size=lnets["window_size"])
+    localizer = LNetLocalizer.from_bundle(bundle, threshold=None,
+                                          **pyramid_reading(recipe["lnets"]))
     # the threshold is set where annotate's boxes are: framed by ANet when the bundle frames
     # (duplicates dropped, no floor yet); then the confidence floor, on the faces found at
     # that threshold

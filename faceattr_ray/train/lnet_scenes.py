@@ -207,6 +207,14 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
     return model.eval()
 
 
+def pyramid_reading(recipe: dict) -> dict:
+    """How a pyramid localizer reads LNets trained by ``recipe`` (`reproduce.RECIPE["lnets"]`):
+    the face width their scenes centre on (the geometric mean of "face_px") and LNet_s's
+    head-shoulder window; `PyramidLNetLocalizer` keywords."""
+    return {"canonical": float(np.sqrt(np.prod(recipe["face_px"]))),
+            "window_size": recipe["window_size"]}
+
+
 def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndarray],
                 lnet_config: LNetConfig, recipe: dict, seed: int = 0,
                 log: Callable[[str], None] = print) -> tuple[LNet, list[LNet], dict]:
@@ -226,8 +234,7 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
     lnet_o = train_lnet(maker, SceneTrainConfig(stage="o", steps=r["steps_o"], **common),
                         lnet_config, log)
     t1 = time.perf_counter()
-    proposer = PyramidLNetLocalizer(lnet_o, None, canonical=float(np.sqrt(np.prod(r["face_px"]))),
-                                    window_size=r["window_size"])
+    proposer = PyramidLNetLocalizer(lnet_o, None, **pyramid_reading(r))
     hard = mine_hard_negatives(proposer, backgrounds[:r.get("hard_negative_photos")],
                                r["window_size"])
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
