@@ -11,7 +11,9 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
    hard rectangular edges), 1-4 per image on held-apart real backgrounds (``--celeba-root``,
    ``--backgrounds``; skipped when absent);
 3. pasted scenes: test-split faces pasted with a soft mask on held-apart backgrounds, as
-   `reproduce` calibrates on (val faces there, test faces here).
+   `reproduce` calibrates on (val faces there, test faces here);
+4. "whole": the same faces pasted whole (hair, neck, their own surroundings) under a feathered
+   rectangle, often side by side, as the other half of `reproduce`'s calibration faces.
 
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
 re-sized to the zoom ANet reads most confidently, its centre moved where ANet reads it more
@@ -19,7 +21,9 @@ confidently, and dropped when ANet reads them below the bundle's confidence floo
 `localizers.framing`, what `Predictor` does when the bundle says "frame_zooms",
 "frame_shifts_y", "frame_shifts_x" and "frame_min_confidence"), "unfloored" (framed, no floor; only for a bundle
 with one), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
-threshold, detections per image, and the TPR at 0.1 and 1 false positive per image.
+threshold, detections per image, the recall of "crowded" faces (another face's centre within 1.5
+of their width, as in group photos; `evaluation.localization_metrics.crowded`), and the TPR at
+0.1 and 1 false positive per image.
 
     python bench/localization.py                          # the bundled model, ~3 min on 2 cores
     python bench/localization.py --model runs/repro/model --overlays bench-out/loc
@@ -145,6 +149,7 @@ def main(args) -> dict:
     from faceattr_ray.bundled import resolve_model
     from faceattr_ray.data.decode import load_image
     from faceattr_ray.data.sample_photos import read_boxes, write_sample_photos
+    from faceattr_ray.evaluation.localization_metrics import CROWDED_WIDTHS
     from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
     from faceattr_ray.localizers.framing import DEFAULT_ZOOMS
     from faceattr_ray.predictor import bundle_frame_floor, framed_localizer
@@ -191,6 +196,12 @@ def main(args) -> dict:
         scenes = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
                                    args.seed)
         sets["scenes"] = ([s.image for s in scenes], [s.boxes for s in scenes])
+        # the same faces pasted whole (hair, neck, their own surroundings) under a feathered
+        # rectangle, as half of reproduce's calibration faces: the hardest set, and the one
+        # with faces side by side
+        whole = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
+                                  args.seed, context_share=1.0)
+        sets["whole"] = ([s.image for s in whole], [s.boxes for s in whole])
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
           f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
@@ -199,16 +210,21 @@ def main(args) -> dict:
                       for k, v in sets.items()))
     result: dict = {}
     header = (f"{'set':<9} {'localizer':<9} {'recall@0.5':>10} {'false/img':>9} {'dets/img':>8} "
-              f"{'TPR@0.1FPPI':>11} {'TPR@1FPPI':>9} {'s/img':>6}")
+              f"{'crowded':>13} {'TPR@0.1FPPI':>11} {'TPR@1FPPI':>9} {'s/img':>6}")
     print(header)
+    print("(crowded: recall of the faces with another face's centre within "
+          f"{CROWDED_WIDTHS} of their width, and how many)")
     for set_name, (images, boxes) in sets.items():
         for loc_name, (loc, threshold) in localizers.items():
             r, dets = score(loc, images, boxes, threshold)
+            near = ("-" if r["recall_crowded"] is None else f"{r['recall_crowded']:.3f}")
             print(f"{set_name:<9} {loc_name:<9} {r['recall_iou50']:>10.3f} "
                   f"{r['false_per_image']:>9.2f} {r['detections_per_image']:>8.2f} "
+                  f"{near + ' (' + str(r['crowded_faces']) + ')':>13} "
                   f"{r['tpr_fppi01']:>11.3f} {r['tpr_fppi1']:>9.3f} {r['seconds_per_image']:>6.2f}")
             for key, value in r.items():
-                result[f"{set_name}_{loc_name}_{key}"] = round(float(value), 4)
+                if value is not None:
+                    result[f"{set_name}_{loc_name}_{key}"] = round(float(value), 4)
             if args.overlays:  # every photo; the first 12 of a generated set
                 os.makedirs(args.overlays, exist_ok=True)
                 shown = len(images) if set_name == "photos" else 12

@@ -172,6 +172,9 @@ def test_localization_prints_the_setting_and_a_json_of_rates():
         assert result[f"photos_{loc}_false_per_image"] >= 0
         # TPR can only grow as more false positives are allowed.
         assert result[f"photos_{loc}_tpr_fppi01"] <= result[f"photos_{loc}_tpr_fppi1"]
+        # portraits: no face has a neighbour, so there is no crowded recall to print
+        assert result[f"photos_{loc}_crowded_faces"] == 0
+        assert f"photos_{loc}_recall_crowded" not in result
 
 
 def test_localization_reads_with_other_options_than_the_bundles():

@@ -7,9 +7,11 @@ import pytest
 
 from faceattr_ray.evaluation.localization_metrics import (
     box_iou,
+    crowded,
     match_detections,
     recall_vs_iou,
     roc_curve,
+    scene_scores,
     tpr_at_fppi,
 )
 from faceattr_ray.localizers import Detection
@@ -91,3 +93,23 @@ def test_recall_vs_iou_by_hand():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError):
         roc_curve([[]], [np.zeros((0, 4)), np.zeros((0, 4))])
+
+
+def test_crowded_faces_and_their_recall_by_hand():
+    # Two faces shoulder to shoulder (centres 12 px apart, 10 px wide), one far away; a lone face
+    # in the second image. Only the pair is crowded (1.5 widths = 15 px).
+    pair_and_far = np.array([[0, 0, 10, 10], [12, 0, 22, 10], [100, 100, 110, 110]])
+    assert crowded(pair_and_far).tolist() == [True, True, False]
+    assert crowded(np.array([[0, 0, 10, 10], [12, 0, 22, 10]]), widths=1.0).tolist() == [False,
+                                                                                         False]
+    assert crowded(np.zeros((1, 4))).tolist() == [False] and len(crowded(np.zeros((0, 4)))) == 0
+    # Found: one face of the pair and the far one; below the threshold: the pair's other face.
+    dets = [[Detection((0, 0, 10, 10), 0.9), Detection((100, 100, 110, 110), 0.8),
+             Detection((12, 0, 22, 10), 0.2)], [Detection((50, 50, 60, 60), 0.7)]]
+    r = scene_scores(dets, [pair_and_far, np.array([[0, 0, 10, 10]])], threshold=0.5)
+    assert r["recall_iou50"] == pytest.approx(2 / 4) and r["false_per_image"] == pytest.approx(0.5)
+    assert r["crowded_faces"] == 2 and r["recall_crowded"] == pytest.approx(1 / 2)
+    assert scene_scores(dets, [pair_and_far, np.array([[0, 0, 10, 10]])], None)[
+        "recall_crowded"] == pytest.approx(1.0)
+    lone = scene_scores([dets[1]], [np.array([[0, 0, 10, 10]])], threshold=0.5)
+    assert lone["crowded_faces"] == 0 and lone["recall_crowded"] is None

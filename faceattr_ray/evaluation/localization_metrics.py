@@ -112,24 +112,49 @@ def recall_vs_iou(
     )
 
 
+# A face whose nearest other face's centre lies within this many of its own widths is
+# "crowded": shoulder to shoulder, as in group photos, where the LNets find fewer faces
+# (README, *Localization in the wild*, tenth round).
+CROWDED_WIDTHS: float = 1.5
+
+
+def crowded(boxes: np.ndarray, widths: float = CROWDED_WIDTHS) -> np.ndarray:
+    """(N,) bool: which of one image's (N, 4) face boxes has another face's centre within
+    ``widths`` of its own width from its centre."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) < 2:
+        return np.zeros(len(boxes), bool)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    dist = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    np.fill_diagonal(dist, np.inf)
+    return dist.min(axis=1) <= widths * (boxes[:, 2] - boxes[:, 0])
+
+
 def scene_scores(detections: Sequence[Any], ground_truth: Sequence[np.ndarray],
                  threshold: float | None, iou_threshold: float = 0.5) -> dict:
     """What a user of a localizer sees: at its operating ``threshold``, the share of faces found
-    at IoU >= ``iou_threshold`` and the false detections per image; and, over all thresholds,
-    the TPR at 0.1 and at 1 false positive per image."""
-    tp = fp = 0
+    at IoU >= ``iou_threshold`` and the false detections per image, and that share among the
+    `crowded` faces alone (None without any); and, over all thresholds, the TPR at 0.1 and at 1
+    false positive per image."""
+    tp = fp = crowded_tp = crowded_faces = 0
     num_gt = sum(len(np.asarray(g).reshape(-1, 4)) for g in ground_truth)
     for dets, gt in zip(detections, ground_truth, strict=True):
         boxes, scores = _as_arrays(dets)
         if threshold is not None:
             keep = scores >= threshold
             boxes, scores = boxes[keep], scores[keep]
-        matched = match_detections(boxes, scores, np.asarray(gt).reshape(-1, 4), iou_threshold)
+        gt = np.asarray(gt).reshape(-1, 4)
+        matched = match_detections(boxes, scores, gt, iou_threshold)
         tp += int((matched >= 0).sum())
         fp += int((matched < 0).sum())
+        near = crowded(gt)
+        crowded_faces += int(near.sum())
+        crowded_tp += int(near[matched[matched >= 0]].sum())
     images = max(len(detections), 1)
     return {"recall_iou50": tp / max(num_gt, 1), "false_per_image": fp / images,
             "detections_per_image": (tp + fp) / images,
+            "recall_crowded": crowded_tp / crowded_faces if crowded_faces else None,
+            "crowded_faces": crowded_faces,
             "tpr_fppi01": tpr_at_fppi(detections, ground_truth, 0.1, iou_threshold),
             "tpr_fppi1": tpr_at_fppi(detections, ground_truth, 1.0, iou_threshold)}
 
