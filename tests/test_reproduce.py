@@ -125,6 +125,8 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     annotating = Predictor(bundle, "cpu", localizer="lnet").localizer  # as AnnotateActor builds
     assert bundle.threshold == annotating.threshold == stored["threshold"]
     assert annotating.options() == LNetLocalizer.from_bundle(bundle).options()
+    # LNet_s reads as many of LNet_o's proposals per photo as the recipe says
+    assert annotating.max_proposals == resolve_recipe(True, None)["lnets"]["max_proposals"]
     assert annotating.geometry == stored["geometry"]  # the calibrated box shape is read back
     # the confidence floor set on the same scenes is the one annotate's framing applies
     floor = stored["confidence_floor"]

@@ -207,12 +207,21 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
     return model.eval()
 
 
+# LNet_o's proposals per face-free photo that LNet_s's hard negatives are mined from (the
+# recipe was chosen with these; reading photos may take more: "max_proposals").
+MINING_PROPOSALS = 12
+
+
 def pyramid_reading(recipe: dict) -> dict:
     """How a pyramid localizer reads LNets trained by ``recipe`` (`reproduce.RECIPE["lnets"]`):
-    the face width their scenes centre on (the geometric mean of "face_px") and LNet_s's
-    head-shoulder window; `PyramidLNetLocalizer` keywords."""
-    return {"canonical": float(np.sqrt(np.prod(recipe["face_px"]))),
-            "window_size": recipe["window_size"]}
+    the face width their scenes centre on (the geometric mean of "face_px"), LNet_s's
+    head-shoulder window and, when the recipe says, how many proposals LNet_s reads;
+    `PyramidLNetLocalizer` keywords."""
+    reading = {"canonical": float(np.sqrt(np.prod(recipe["face_px"]))),
+               "window_size": recipe["window_size"]}
+    if recipe.get("max_proposals") is not None:
+        reading["max_proposals"] = int(recipe["max_proposals"])
+    return reading
 
 
 def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndarray],
@@ -234,7 +243,8 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
     lnet_o = train_lnet(maker, SceneTrainConfig(stage="o", steps=r["steps_o"], **common),
                         lnet_config, log)
     t1 = time.perf_counter()
-    proposer = PyramidLNetLocalizer(lnet_o, None, **pyramid_reading(r))
+    proposer = PyramidLNetLocalizer(lnet_o, None,
+                                    **{**pyramid_reading(r), "max_proposals": MINING_PROPOSALS})
     hard = mine_hard_negatives(proposer, backgrounds[:r.get("hard_negative_photos")],
                                r["window_size"])
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
