@@ -13,7 +13,8 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
 3. pasted scenes: test-split faces pasted with a soft mask on held-apart backgrounds, as
    `reproduce` calibrates on (val faces there, test faces here);
 4. "whole": the same faces pasted whole (hair, neck, their own surroundings) under a feathered
-   rectangle, often side by side, as the other half of `reproduce`'s calibration faces.
+   rectangle, often side by side, as the other half of `reproduce`'s calibration faces;
+5. "group": scenes of up to 8 faces of 30-90 px, half pasted whole, none empty (``GROUP_SCENES``).
 
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
 re-sized to the zoom ANet reads most confidently, its centre moved where ANet reads it more
@@ -46,6 +47,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The "group" set: up to 8 faces of 30-90 px a scene, half pasted whole, no empty scene.
+GROUP_SCENES = {"max_faces": 8, "face_px": [30, 90], "empty_share": 0.0}
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 
 
@@ -202,6 +205,12 @@ def main(args) -> dict:
         whole = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
                                   args.seed, context_share=1.0)
         sets["whole"] = ([s.image for s in whole], [s.boxes for s in whole])
+        # group scenes: more faces, smaller, side by side, none empty (what a group photo asks
+        # of the proposals; README, *Localization in the wild*, tenth round)
+        group = {**RECIPE, "scenes": {**RECIPE["scenes"], **GROUP_SCENES}}
+        grouped = validation_scenes(args.celeba_root, args.split, held, group, args.scenes,
+                                    args.seed, context_share=0.5)
+        sets["group"] = ([s.image for s in grouped], [s.boxes for s in grouped])
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
           f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
