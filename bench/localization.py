@@ -196,21 +196,20 @@ def main(args) -> dict:
                                         if f.lower().endswith((".jpg", ".png"))],
                                        tempfile.gettempdir(), RECIPE, args.seed)
         sets["collages"] = collages(args.celeba_root, held, args.scenes, args.seed, args.split)
-        scenes = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
-                                   args.seed)
-        sets["scenes"] = ([s.image for s in scenes], [s.boxes for s in scenes])
+
+        def scene_set(recipe: dict, context_share: float) -> tuple[list, list]:
+            scenes = validation_scenes(args.celeba_root, args.split, held, recipe, args.scenes,
+                                       args.seed, context_share)
+            return [s.image for s in scenes], [s.boxes for s in scenes]
+
+        sets["scenes"] = scene_set(RECIPE, 0.0)
         # the same faces pasted whole (hair, neck, their own surroundings) under a feathered
         # rectangle, as half of reproduce's calibration faces: the hardest set, and the one
         # with faces side by side
-        whole = validation_scenes(args.celeba_root, args.split, held, RECIPE, args.scenes,
-                                  args.seed, context_share=1.0)
-        sets["whole"] = ([s.image for s in whole], [s.boxes for s in whole])
+        sets["whole"] = scene_set(RECIPE, 1.0)
         # group scenes: more faces, smaller, side by side, none empty (what a group photo asks
         # of the proposals; README, *Localization in the wild*, tenth round)
-        group = {**RECIPE, "scenes": {**RECIPE["scenes"], **GROUP_SCENES}}
-        grouped = validation_scenes(args.celeba_root, args.split, held, group, args.scenes,
-                                    args.seed, context_share=0.5)
-        sets["group"] = ([s.image for s in grouped], [s.boxes for s in grouped])
+        sets["group"] = scene_set({**RECIPE, "scenes": {**RECIPE["scenes"], **GROUP_SCENES}}, 0.5)
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
           f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
