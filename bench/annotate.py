@@ -187,13 +187,11 @@ def network_rate(predictor, images: list, batch: int, count: int, device: str) -
     return done / (time.perf_counter() - start)
 
 
-def native_bf16(device: str) -> bool:
-    """Whether this device computes in bfloat16 natively (a CPU with AVX-512 BF16 or AMX,
-    which oneDNN uses; elsewhere bf16 is emulated and only slower)."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX, which oneDNN
+    uses); elsewhere bf16 is emulated and only slower."""
     import torch
 
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -427,7 +425,7 @@ def main() -> None:
         # bf16 autocast (`--precision bf16`), where the chip computes in bf16: alternated with
         # the best fp32 setting; read against both matmul rates, since its own is far higher.
         bf16 = None
-        if device == "cpu" and native_bf16(device):
+        if device == "cpu" and cpu_has_native_bf16():
             kw, batch = settings[best]
             low = Predictor(load_bundle(model, device=device), device, "lnet", precision="bf16",
                             **kw)

@@ -46,9 +46,8 @@ def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    if not image.flags.writeable:  # torch wraps only writable memory (nothing is written)
-        image = image.copy()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    # torch wraps only writable, contiguous memory (nothing is written): at most one copy
+    x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None]
     y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
                       antialias=True)
     return y[0].permute(1, 2, 0).contiguous().numpy()  # the kernel writes planes (NCHW)
