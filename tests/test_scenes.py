@@ -95,11 +95,50 @@ def test_training_batches_hold_both_kinds_for_both_stages():
     faces, labels = _faces()
     for stage, size in (("o", 64), ("s", 48)):
         maker = SceneMaker(faces, labels, _backgrounds(), size=(size, size), face_px=(14, 30))
-        cfg = SceneTrainConfig(stage=stage, window_size=48)
+        cfg = SceneTrainConfig(stage=stage, window_size=48, cut_share=0.2)
         images, face, tags = SceneBatches(maker, cfg, 40).batch(np.random.default_rng(1), 32)
         assert images.dtype == np.uint8 and images.shape[1:] == ((size, size, 3) if stage == "o" else (48, 48, 3))
         assert 0 < face.mean() < 1
         assert np.isnan(tags[face == 0]).all() and not np.isnan(tags[face == 1]).any()
+
+
+def test_face_cut_windows_cut_a_face_and_stay_inside_their_canvas(monkeypatch):
+    """LNet_s's cut negatives: a head-shoulder-sized window whose edge cuts the face (some of
+    it inside, never most of it), cut from a canvas large enough that no edge is padded."""
+    from faceattr_ray.train import lnet_scenes
+
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), degrade=0.0)
+    seen: dict = {}
+    portrait, crop = maker.portrait, lnet_scenes.crop_window
+
+    def recording_portrait(*args, **kwargs):
+        image, box = portrait(*args, **kwargs)
+        seen["canvas"], seen["face"] = image.shape[:2], box
+        return image, box
+
+    def recording_crop(image, box, out):
+        seen["window"] = box
+        return crop(image, box, out)
+
+    monkeypatch.setattr(maker, "portrait", recording_portrait)
+    monkeypatch.setattr(lnet_scenes, "crop_window", recording_crop)
+    cut = 0
+    for k in range(40):
+        seen.clear()
+        window = lnet_scenes.face_cut_window(maker, np.random.default_rng(k), 48)
+        assert window.shape == (48, 48, 3) and window.dtype == np.uint8
+        if "window" not in seen:
+            continue  # no cut fitted the canvas: a face-free window instead
+        cut += 1
+        (h, w), (x1, y1, x2, y2), (wx1, wy1, wx2, wy2) = seen["canvas"], seen["face"], seen["window"]
+        assert min(wx1, wy1) >= 0 and wx2 <= w and wy2 <= h  # inside: nothing padded
+        side, fw = wx2 - wx1, x2 - x1
+        assert 2.5 / 1.26 < side / fw < 2.5 * 1.26
+        ix = max(0.0, min(x2, wx2) - max(x1, wx1))
+        iy = max(0.0, min(y2, wy2) - max(y1, wy1))
+        assert 0.2 < ix * iy / ((x2 - x1) * (y2 - y1)) <= 0.65  # part of the face, not most
+    assert cut >= 30
 
 
 def test_backgrounds_listing_skips_bad_files_with_a_count(tmp_path):

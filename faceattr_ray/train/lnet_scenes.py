@@ -1,11 +1,15 @@
 """Train the LNets on scenes made on the fly (data/scenes.py), from image-level tags only.
 
 LNet_o sees whole scenes: real background crops with 0-3 pasted faces. LNet_s sees head-shoulder
-windows: a square around a face about 2.5 face widths wide (LNet_o's proposals at inference),
-and windows of the same scenes' backgrounds as its negatives. Both learn one bit "a face is
-present" and the 40 attribute tags (an attribute is present if any face in the input has it;
-no attribute loss on an input without a face). No loss reads a box: the boxes that come with
-each scene only measure localization on the validation scenes.
+windows: a square around a face about 2.5 face widths wide (LNet_o's proposals at inference);
+its negatives are windows of the same backgrounds, LNet_o's false proposals, windows inside a
+face, and (``cut_share``) windows of that size whose edge cuts a face, so that its map peaks
+where the whole face is (the localizer reads the face's centre off that peak). Both learn one
+bit "a face is present" and the 40 attribute tags (an attribute is present if any face in the
+input has it; no attribute loss on an input without a face). No loss reads a box: LNet_s's
+windows are cut where the faces were pasted, as the paper cuts head-shoulder windows for it,
+and each window still teaches one bit; the boxes that come with each scene otherwise only
+measure localization on the validation scenes.
 
 A plain loop (nanoGPT style): a new batch of scenes every step, AdamW, cosine schedule. It runs
 in-process or as the loop of a Ray Train worker (`fit_ray`), which shards the steps' seeds.
@@ -42,6 +46,7 @@ class SceneTrainConfig:
     face_px: tuple = (22, 64)         # pasted faces' tight-box width in LNet_o scenes
     window_size: int = 96             # LNet_s's input
     window_faces: float = 2.5         # LNet_s: window side / face width (jittered)
+    cut_share: float = 0.0            # LNet_s: share of negatives whose edge cuts a face
     attribute_weight: float = 0.5     # attribute tags' share of the loss next to the face tag
     seed: int = 0
     threads: int = 0                  # torch threads (0 = leave as is)
@@ -82,6 +87,42 @@ def crop_window(image: np.ndarray, box, out: int) -> np.ndarray:
     return crop_resize(image, box, (out, out))
 
 
+def face_cut_window(maker: SceneMaker, rng: np.random.Generator, out: int,
+                    faces: float = 2.5, spread: float = 1.25, tries: int = 20) -> np.ndarray:
+    """A head-shoulder-sized window whose edge cuts a face: 25-60% of the face's width (or
+    height) inside, at most 65% of its box. A negative for LNet_s: a window whose face map
+    peaks on a part of a face (hair and brow, a chin) is no head-shoulder view, so the peak is
+    pushed onto the whole face, where the localizer reads the centre. The face is pasted on a
+    canvas 6.5-7.5 face widths wide and the window kept inside it, so no edge padding tells
+    these windows apart; after ``tries`` misses, a window of a face-free photo."""
+    i = int(rng.integers(len(maker.faces)))
+    image, box = maker.portrait(maker.faces[i], rng, (0.3 * out, 0.5 * out), (6.5, 7.5))
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    fw, fh = x2 - x1, y2 - y1
+    for _ in range(tries):
+        side = fw * faces * math.exp(rng.uniform(-math.log(spread), math.log(spread)))
+        inside = rng.uniform(0.25, 0.6)
+        cx = (x1 + x2) / 2 + rng.uniform(-0.25, 0.25) * fw
+        cy = (y1 + y2) / 2 + rng.uniform(-0.25, 0.25) * fw
+        edge = int(rng.integers(4))  # the window lies left of, right of, above, below the face
+        if edge == 0:
+            wx, wy = x2 - inside * fw - side, cy - side / 2
+        elif edge == 1:
+            wx, wy = x1 + inside * fw, cy - side / 2
+        elif edge == 2:
+            wx, wy = cx - side / 2, y2 - inside * fh - side
+        else:
+            wx, wy = cx - side / 2, y1 + inside * fh
+        if wx < 0 or wy < 0 or wx + side > w or wy + side > h:
+            continue
+        ix = max(0.0, min(x2, wx + side) - max(x1, wx))
+        iy = max(0.0, min(y2, wy + side) - max(y1, wy))
+        if ix * iy / (fw * fh) <= 0.65:
+            return crop_window(image, (wx, wy, wx + side, wy + side), out)
+    return degrade_image(maker.background(rng, (out, out)), rng, maker.degrade)
+
+
 def random_window(scene: Scene, rng: np.random.Generator, out: int) -> np.ndarray:
     h, w = scene.image.shape[:2]
     side = rng.uniform(0.3, 1.0) * min(h, w)
@@ -104,6 +145,8 @@ class SceneBatches:
             return scene.image, face, tags
         none = np.full(self.a, np.nan, np.float32)
         out = self.cfg.window_size
+        if self.cfg.cut_share and rng.random() < self.cfg.cut_share:
+            return face_cut_window(self.maker, rng, out, self.cfg.window_faces), 0.0, none
         u = rng.random()
         if self.hard is not None and u > 0.8:
             # LNet_o's own false proposals on face-free photos (the paper trains LNet_s on
@@ -250,6 +293,7 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
         f"face-free photos)")
     draws = [train_lnet(maker, SceneTrainConfig(stage="s", steps=r["steps_s"],
+                                                cut_share=r.get("cut_share", 0.0),
                                                 **{**common, "seed": seed + k}),
                         lnet_config, log, hard_negatives=hard)
              for k in range(int(r.get("s_draws", 1)))]
