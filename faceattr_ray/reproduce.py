@@ -69,10 +69,13 @@ RECIPE: dict = {
               # 0.5 and 2 (with 1000 + 800 steps) localized worse everywhere (README)
               "context_share": 0.0, "distractors": 0,
               "background_val_share": 0.25, "hard_negative_photos": None,
-              # share of LNet_s's windows whose edge cuts a face (negatives): they centre its
-              # face map's peak on the whole face; without them its peak sat on hair or chin
-              # in most draws (calibration recall 0.00-0.66 over 6 seeds, with 0.57-0.78; README)
-              "cut_share": 0.15,
+              # share of LNet_s's windows whose edge cuts a face (negatives, to centre its map's
+              # peak on the whole face): 0.15 lifted every draw on one LNet_o and sank three
+              # of four on another (README), so off
+              "cut_share": 0.0,
+              # LNet_s starts from LNet_o's weights: over 8 paired draws on two LNet_o, calibration
+              # recall 0.23-0.76 (mean 0.53) against 0.00-0.80 (0.34) from random weights (README)
+              "s_init": "lnet_o",
               # LNet_s draws (seeds seed, seed + 1, ...), the one finding most calibration
               # faces kept: draws still spread (README)
               "s_draws": 2,
@@ -785,8 +788,7 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
     """LNet_o and LNet_s trained on train faces x train backgrounds (train/lnet_scenes.py).
     With several LNet_s draws ("s_draws"), the one that finds the most faces in the calibration
     scenes (val faces x ``held`` backgrounds) at the calibration's false-detection budget is
-    kept: LNet_s alone swings from run to run (calibration recall 0.57-0.78 over 6 seeds with
-    the cut negatives, 0.00-0.66 without them; README)."""
+    kept: LNet_s alone swings from run to run (calibration recall 0.00-0.83; README)."""
     from faceattr_ray.data.scenes import load_background
     from faceattr_ray.evaluation.localization_metrics import choose_threshold
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer

@@ -213,3 +213,27 @@ def test_several_lnet_s_draws_come_back_and_the_first_is_the_single_draw():
     first, again, other = (dict(n.state_dict()) for n in (one[0], two[0], two[1]))
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_lnet_s_can_start_from_lnet_o():
+    """"s_init": "lnet_o" starts every LNet_s draw from LNet_o's weights (with no steps they
+    are LNet_o's exactly); by default LNet_s starts from its own random weights; any other
+    value is refused before training."""
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.reproduce import SMOKE
+    from faceattr_ray.train.lnet_scenes import train_lnets
+
+    faces, labels = _faces()
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+    recipe = {**SMOKE["lnets"], "lr": 0.003, "weight_decay": 1e-4, "steps_s": 0}
+    lnet_o, (started,), _ = train_lnets(faces, labels, _backgrounds(), config,
+                                        {**recipe, "s_init": "lnet_o"}, seed=3, log=lambda m: None)
+    own = lnet_o.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in started.state_dict().items())
+    _, (fresh,), _ = train_lnets(faces, labels, _backgrounds(), config, recipe, seed=3,
+                                 log=lambda m: None)
+    assert not all(torch.equal(own[k], v) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match="s_init"):
+        train_lnets(faces, labels, _backgrounds(), config, {**recipe, "s_init": "anet"}, seed=3,
+                    log=lambda m: None)

@@ -3,13 +3,15 @@
 LNet_o sees whole scenes: real background crops with 0-3 pasted faces. LNet_s sees head-shoulder
 windows: a square around a face about 2.5 face widths wide (LNet_o's proposals at inference);
 its negatives are windows of the same backgrounds, LNet_o's false proposals, windows inside a
-face, and (``cut_share``) windows of that size whose edge cuts a face, so that its map peaks
-where the whole face is (the localizer reads the face's centre off that peak). Both learn one
-bit "a face is present" and the 40 attribute tags (an attribute is present if any face in the
-input has it; no attribute loss on an input without a face). No loss reads a box: LNet_s's
-windows are cut where the faces were pasted, as the paper cuts head-shoulder windows for it,
-and each window still teaches one bit; the boxes that come with each scene otherwise only
-measure localization on the validation scenes.
+face, and (``cut_share``; off in `reproduce`'s recipe, README) windows of that size whose edge
+cuts a face, meant to make its map peak where the whole face is (the localizer reads the
+face's centre off that peak). With the recipe's ``"s_init": "lnet_o"`` LNet_s starts from
+LNet_o's weights, a start whose map already peaks on faces (the paper starts both LNets from
+object-class pre-training instead). Both learn one bit "a face is present" and the 40
+attribute tags (an attribute is present if any face in the input has it; no attribute loss on
+an input without a face). No loss reads a box: LNet_s's windows are cut where the faces were pasted, as
+the paper cuts head-shoulder windows for it, and each window still teaches one bit; the boxes
+that come with each scene otherwise only measure localization on the validation scenes.
 
 A plain loop (nanoGPT style): a new batch of scenes every step, AdamW, cosine schedule. It runs
 in-process or as the loop of a Ray Train worker (`fit_ray`), which shards the steps' seeds.
@@ -210,8 +212,9 @@ def mine_hard_negatives(localizer, backgrounds: list[np.ndarray], window_size: i
 
 def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig | None = None,
                log: Callable[[str], None] = print, hard_negatives: np.ndarray | None = None,
-               rank: int = 0, world_size: int = 1) -> LNet:
-    """Train one LNet on fresh scenes for ``cfg.steps`` steps; returns it in eval mode."""
+               rank: int = 0, world_size: int = 1, init: LNet | None = None) -> LNet:
+    """Train one LNet on fresh scenes for ``cfg.steps`` steps; returns it in eval mode.
+    ``init``: an LNet of the same shape whose weights it starts from (a copy; it stays as is)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     num_attributes = maker.labels.shape[1]
@@ -222,6 +225,8 @@ def train_lnet(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConfig
                                             "num_attributes": num_attributes})
     torch.manual_seed(cfg.seed)
     model = LNet(lnet_config)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches = SceneBatches(maker, cfg, num_attributes, hard_negatives)
@@ -273,10 +278,13 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
     """LNet_o on whole scenes, then LNet_s on head-shoulder windows with LNet_o's false
     proposals on the backgrounds as hard negatives. ``recipe``: `reproduce.RECIPE["lnets"]`;
     its "s_draws" LNet_s are trained (seeds seed, seed + 1, ...: the first is the one a single
-    draw gives) and all returned, for the caller to choose on validation scenes."""
+    draw gives), from LNet_o's weights when "s_init" is "lnet_o", and all returned, for the
+    caller to choose on validation scenes."""
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
 
     r = recipe
+    if r.get("s_init") not in (None, "lnet_o"):
+        raise ValueError(f'lnets "s_init" must be "lnet_o" or null, not {r["s_init"]!r}')
     maker = SceneMaker(faces, labels, backgrounds, size=(r["scene_size"], r["scene_size"]),
                        face_px=tuple(r["face_px"]), context_share=r.get("context_share", 0.0),
                        distractors=r.get("distractors", 0))
@@ -292,10 +300,13 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
                                r["window_size"])
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
         f"face-free photos)")
+    # "s_init": "lnet_o" starts each LNet_s from LNet_o's weights, whose map already peaks
+    # on faces at the windows' scale; None from random weights.
+    init = lnet_o if r.get("s_init") == "lnet_o" else None
     draws = [train_lnet(maker, SceneTrainConfig(stage="s", steps=r["steps_s"],
                                                 cut_share=r.get("cut_share", 0.0),
                                                 **{**common, "seed": seed + k}),
-                        lnet_config, log, hard_negatives=hard)
+                        lnet_config, log, hard_negatives=hard, init=init)
              for k in range(int(r.get("s_draws", 1)))]
     info = {"lnet_o_seconds": round(t1 - t0, 1), "lnet_s_seconds": round(time.perf_counter() - t1, 1),
             "hard_negatives": int(len(hard)), "faces": int(len(faces)),
