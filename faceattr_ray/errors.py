@@ -11,3 +11,8 @@ class DataError(FaceAttrError, ValueError):
 
 class BundleError(FaceAttrError, ValueError):
     """A model bundle is missing a file, has a wrong shape, or was written by another format."""
+
+
+class RecipeError(FaceAttrError, ValueError):
+    """A training recipe (``--recipe``) holds a value the code cannot use; the message names
+    the key."""

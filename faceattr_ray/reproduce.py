@@ -39,7 +39,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from faceattr_ray.crops import ALIGNED_FACE_BOX
-from faceattr_ray.errors import DataError
+from faceattr_ray.errors import DataError, RecipeError
 from faceattr_ray.presets import architecture
 
 # --- the recipe: every setting of a real run, in one place ------------------------------------
@@ -276,7 +276,7 @@ def _trainer_options(recipe: dict, work: str, address: str | None) -> dict:
         big = address is not None or res.get("GPU", 0) > 0 or res.get("CPU", 0) > 4
         trainer = "ray" if big else "local"
     if trainer not in ("ray", "local"):
-        raise ValueError(f"trainer must be auto, ray or local, not {trainer!r}")
+        raise RecipeError(f"trainer must be auto, ray or local, not {trainer!r}")
     if trainer == "local":
         return {"local": True}
     import ray
@@ -374,7 +374,7 @@ def train_ssp_ssg(root: str, work: str, recipe: dict, common: dict, timer: Timer
                 g = sg["generated"]
                 write_aligned(parts, g["count"], g["identities"], seed=seed + 17, masks=True)
             else:
-                raise ValueError(f"ssp_ssg.parts: {sg['parts']!r}; use 'real' or 'drawn'")
+                raise RecipeError(f"ssp_ssg.parts: {sg['parts']!r}; use 'real' or 'drawn'")
     with timer.stage("parsing"):
         net, metrics, _ = api.train_parsing(parts, ssp_ssg=sg.get("arch"), **common,
                                             **sg["parsing"], preprocess=preprocess,
@@ -443,7 +443,7 @@ def head_features(bundle, root: str, recipe: dict, seed: int
 
     h = recipe["heads"]
     if "val" not in h["fit_splits"]:
-        raise ValueError("heads.fit_splits must include 'val' (C is chosen there)")
+        raise RecipeError("heads.fit_splits must include 'val' (C is chosen there)")
     names = list(bundle.attributes)
     xs, ys, codes, groups = [], [], [], []
     for split in h["fit_splits"]:
@@ -531,7 +531,7 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
         svm_val = [attribute_metrics(svm.held_out[1], svm.held_out[0], names)["attributes"][n][
             key] or 0.0 for n in names]
     elif svm_val is not None and svm.info["validation"]["metric"] != key:
-        raise ValueError(f"heads.choose_by {key!r} needs C chosen on it too")
+        raise RecipeError(f"heads.choose_by {key!r} needs C chosen on it too")
     choice = []
     for j, n in enumerate(names):
         a = anet_val[n][key] or 0.0
@@ -544,7 +544,7 @@ def heads_from_features(bundle, x: np.ndarray, y: np.ndarray, split: np.ndarray,
     mix = None
     if h["choose"] == "blend":
         if svm.held_out is None:
-            raise ValueError("heads.choose 'blend' needs held-out SVM scores (crossfit or "
+            raise RecipeError("heads.choose 'blend' needs held-out SVM scores (crossfit or "
                              "holdout, and more than one C)")
         weight, bias, mix = blend_heads(anet_w, anet_b, anet_scores, svm, y[held], names,
                                         h.get("blend_grid", BLEND_GRID), key)

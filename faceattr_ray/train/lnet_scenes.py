@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from faceattr_ray.data.scenes import Scene, SceneMaker, degrade_image, image_tags
+from faceattr_ray.errors import RecipeError
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
 from faceattr_ray.train.common import prefetched
 
@@ -284,7 +285,7 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
 
     r = recipe
     if r.get("s_init") not in (None, "lnet_o"):
-        raise ValueError(f'lnets "s_init" must be "lnet_o" or null, not {r["s_init"]!r}')
+        raise RecipeError(f'lnets "s_init" must be "lnet_o" or null, not {r["s_init"]!r}')
     maker = SceneMaker(faces, labels, backgrounds, size=(r["scene_size"], r["scene_size"]),
                        face_px=tuple(r["face_px"]), context_share=r.get("context_share", 0.0),
                        distractors=r.get("distractors", 0))
