@@ -20,6 +20,7 @@ from faceattr_ray.data.scenes import (
     split_backgrounds,
     wild_face_window,
 )
+from faceattr_ray.errors import RecipeError
 from faceattr_ray.train.lnet_scenes import SceneBatches, SceneTrainConfig, tag_loss
 
 
@@ -234,8 +235,6 @@ def test_lnet_s_can_start_from_lnet_o():
     _, (fresh,), _ = train_lnets(faces, labels, _backgrounds(), config, recipe, seed=3,
                                  log=lambda m: None)
     assert not all(torch.equal(own[k], v) for k, v in fresh.state_dict().items())
-    from faceattr_ray.errors import RecipeError  # the CLI prints it as one line
-
-    with pytest.raises(RecipeError, match="s_init"):
+    with pytest.raises(RecipeError, match="s_init"):  # the CLI prints it as one line
         train_lnets(faces, labels, _backgrounds(), config, {**recipe, "s_init": "anet"}, seed=3,
                     log=lambda m: None)

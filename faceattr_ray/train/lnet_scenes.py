@@ -9,9 +9,10 @@ face's centre off that peak). With the recipe's ``"s_init": "lnet_o"`` LNet_s st
 LNet_o's weights, a start whose map already peaks on faces (the paper starts both LNets from
 object-class pre-training instead). Both learn one bit "a face is present" and the 40
 attribute tags (an attribute is present if any face in the input has it; no attribute loss on
-an input without a face). No loss reads a box: LNet_s's windows are cut where the faces were pasted, as
-the paper cuts head-shoulder windows for it, and each window still teaches one bit; the boxes
-that come with each scene otherwise only measure localization on the validation scenes.
+an input without a face). No loss reads a box: LNet_s's windows are cut where the faces were
+pasted, as the paper cuts head-shoulder windows for it, and each window still teaches one bit;
+the boxes that come with each scene otherwise only measure localization on the validation
+scenes.
 
 A plain loop (nanoGPT style): a new batch of scenes every step, AdamW, cosine schedule. It runs
 in-process or as the loop of a Ray Train worker (`fit_ray`), which shards the steps' seeds.
@@ -93,11 +94,11 @@ def crop_window(image: np.ndarray, box, out: int) -> np.ndarray:
 def face_cut_window(maker: SceneMaker, rng: np.random.Generator, out: int,
                     faces: float = 2.5, spread: float = 1.25, tries: int = 20) -> np.ndarray:
     """A head-shoulder-sized window whose edge cuts a face: 25-60% of the face's width (or
-    height) inside, at most 65% of its box. A negative for LNet_s: a window whose face map
-    peaks on a part of a face (hair and brow, a chin) is no head-shoulder view, so the peak is
-    pushed onto the whole face, where the localizer reads the centre. The face is pasted on a
-    canvas 6.5-7.5 face widths wide and the window kept inside it, so no edge padding tells
-    these windows apart; after ``tries`` misses, a window of a face-free photo."""
+    height) inside, at most 65% of its box. A negative for LNet_s, meant to push its map's
+    peak off parts of a face (hair and brow, a chin) onto the whole face, where the localizer
+    reads the centre; it did so for one LNet_o and not for another (README). The face is pasted
+    on a canvas 6.5-7.5 face widths wide and the window kept inside it, so no edge padding
+    tells these windows apart; after ``tries`` misses, a window of a face-free photo."""
     i = int(rng.integers(len(maker.faces)))
     image, box = maker.portrait(maker.faces[i], rng, (0.3 * out, 0.5 * out), (6.5, 7.5))
     h, w = image.shape[:2]
