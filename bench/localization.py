@@ -16,6 +16,10 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
    rectangle, often side by side, as the other half of `reproduce`'s calibration faces;
 5. "group": scenes of up to 8 faces of 30-90 px, half pasted whole, none empty (``GROUP_SCENES``).
 
+In sets 3-5 no paste hides an earlier face (at most ``RECIPE["scenes"]["test_max_hidden"]`` of
+its box under a later paste's hair or surroundings): a box over a face nobody can see would be
+a miss for every localizer.
+
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
 re-sized to the zoom ANet reads most confidently, its centre moved where ANet reads it more
 confidently, and dropped when ANet reads them below the bundle's confidence floor:
@@ -199,7 +203,8 @@ def main(args) -> dict:
 
         def scene_set(recipe: dict, context_share: float) -> tuple[list, list]:
             scenes = validation_scenes(args.celeba_root, args.split, held, recipe, args.scenes,
-                                       args.seed, context_share)
+                                       args.seed, context_share,
+                                       RECIPE["scenes"]["test_max_hidden"])
             return [s.image for s in scenes], [s.boxes for s in scenes]
 
         sets["scenes"] = scene_set(RECIPE, 0.0)

@@ -171,6 +171,52 @@ def test_scene_boxes_cover_the_pasted_faces():
     np.testing.assert_array_equal(scene.labels[0], labels[scene.face_index[0]])
 
 
+def _covered_by_later_pastes(maker: SceneMaker, seed: int, scenes: int) -> list[float]:
+    """Per face of ``scenes`` scenes: the share of its box whose pixels a later paste changed
+    by more than 40 levels, read from the canvas itself (not from the maker's arithmetic)."""
+    pastes: list = []
+    paste = maker._paste
+
+    def recording(canvas, rng, taken, src=None, face_px=None):
+        before = canvas.copy()
+        placed = paste(canvas, rng, taken, src, face_px)
+        if placed is not None:
+            pastes.append((placed[1], np.abs(canvas - before).max(2) > 40))
+        return placed
+
+    maker._paste = recording
+    rng, shares = np.random.default_rng(seed), []
+    for _ in range(scenes):
+        pastes.clear()
+        maker(rng)
+        for k, (box, _) in enumerate(pastes):
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            later = np.zeros(pastes[k][1].shape, bool)
+            for _, changed in pastes[k + 1:]:
+                later |= changed
+            shares.append(float(later[max(y1, 0):y2, max(x1, 0):x2].mean()))
+    return shares
+
+
+def test_scenes_for_measuring_hide_no_face_under_a_later_paste():
+    """A face pasted whole brings its hair and surroundings, which can cover a face pasted
+    before it; scenes whose boxes are the truth (calibration, benches) keep every face visible,
+    training scenes may hide one (their face-present tag is right either way)."""
+    faces, labels = _faces()
+    crowded = {"size": (160, 120), "face_px": (30, 45), "max_faces": 6, "empty_share": 0.0,
+               "context_share": 1.0, "degrade": 0.0}
+    hiding = _covered_by_later_pastes(SceneMaker(faces, labels, _backgrounds(), **crowded), 0, 30)
+    assert max(hiding) > 0.5  # the crowd does hide faces without the rule
+    kept = _covered_by_later_pastes(
+        SceneMaker(faces, labels, _backgrounds(), **crowded, max_hidden=0.25), 0, 30)
+    assert len(kept) > 40 and max(kept) <= 0.3  # the pixels' own count: a little edge, no face
+    # without the rule the draws are those of before it existed (the LNets' training scenes)
+    a = SceneMaker(faces, labels, _backgrounds(), **crowded)(np.random.default_rng(5))
+    b = SceneMaker(faces, labels, _backgrounds(), **crowded, max_hidden=None)(
+        np.random.default_rng(5))
+    np.testing.assert_array_equal(a.image, b.image)
+
+
 def test_rotation_moves_the_box_with_the_face():
     box = (40.0, 30.0, 60.0, 70.0)  # tall face centred at (50, 50)
     same = rotated_box(box, (50, 50), 0.0)

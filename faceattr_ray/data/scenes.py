@@ -172,12 +172,18 @@ class SceneMaker:
     shoulders and surroundings, under a feathered rectangle. Up to ``distractors`` patches of
     other backgrounds are pasted first with the same masks, so a paste's outline never tells a
     face. The whole scene is then degraded (``degrade_image``).
+
+    A paste reaches beyond its face box (hair, and whole: neck and surroundings), so it can
+    hide a face pasted before it. ``max_hidden``: a paste may cover at most this share of
+    an earlier face's box (scenes whose boxes are the truth: a hidden face is no face to
+    find); None lets it (training scenes: their face-present tag is right either way).
     """
 
     def __init__(self, faces: np.ndarray, labels: np.ndarray, backgrounds: Sequence[np.ndarray],
                  size: tuple[int, int] = (128, 128), face_px: tuple[float, float] = (24, 64),
                  max_faces: int = 3, empty_share: float = 0.4, max_rotation: float = 20.0,
-                 degrade: float = 1.0, context_share: float = 0.0, distractors: int = 0) -> None:
+                 degrade: float = 1.0, context_share: float = 0.0, distractors: int = 0,
+                 max_hidden: float | None = None) -> None:
         if len(faces) == 0 or len(backgrounds) == 0:
             raise DataError("scenes need at least one face and one background")
         self.faces, self.labels = faces, np.asarray(labels, np.float32)
@@ -186,6 +192,7 @@ class SceneMaker:
         self.face_px, self.max_faces = face_px, max_faces
         self.empty_share, self.max_rotation, self.degrade = empty_share, max_rotation, degrade
         self.context_share, self.distractors = context_share, distractors
+        self.max_hidden = max_hidden
         self._masks: dict[tuple[str, int, int], np.ndarray] = {}  # (shape, h, w) -> alpha
 
     def background(self, rng: np.random.Generator,
@@ -240,25 +247,23 @@ class SceneMaker:
                src: np.ndarray | None = None,
                face_px: tuple[float, float] | None = None) -> tuple | None:
         """Paste a face (``src``, else a random one of ``faces``) ``face_px`` wide (default the
-        maker's range) where it covers no face in ``taken``; (index or -1, tight box) or None."""
+        maker's range) where its face box overlaps no face in ``taken`` (and, with
+        ``max_hidden``, its pixels hide none); (index or -1, tight box) or None."""
         i = int(rng.integers(len(self.faces))) if src is None else -1
         src = self.faces[i] if src is None else src
         height, width = canvas.shape[:2]
         fh, fw = src.shape[:2]
-        fx0, fy0, fx1, fy1 = ALIGNED_FACE_BOX
+        fx0, _, fx1, _ = ALIGNED_FACE_BOX
         lo, hi = face_px or self.face_px
         face_w = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         scale = face_w / ((fx1 - fx0) * fw)
         cw, ch = max(4, round(fw * scale)), max(4, round(fh * scale))
         if cw > width or ch > height:
             return None
-        for _ in range(20):
-            x, y = int(rng.integers(0, width - cw + 1)), int(rng.integers(0, height - ch + 1))
-            face = (x + fx0 * cw, y + fy0 * ch, x + fx1 * cw, y + fy1 * ch)
-            if all(_overlap(face, t) < 0.15 for t in taken):
-                break
-        else:
+        placed = self._position(rng, taken, width - cw, height - ch, (cw, ch))
+        if placed is None:
             return None
+        x, y, face = placed
         img = Image.fromarray(src)
         # (no draw when context_share is 0: scenes made before it existed stay the same)
         shape = "rect" if self.context_share and rng.random() < self.context_share else "ellipse"
@@ -273,12 +278,35 @@ class SceneMaker:
             img = img.rotate(angle, Image.Resampling.BILINEAR)
             alpha = alpha.rotate(angle, Image.Resampling.BILINEAR)
         a = np.asarray(alpha, np.float32)[..., None] / 255.0
+        if self.max_hidden is not None:  # move the paste until it hides no earlier face
+            for _ in range(20):
+                if all(hidden_share(a[..., 0], x, y, t) <= self.max_hidden for t in taken):
+                    break
+                placed = self._position(rng, taken, width - cw, height - ch, (cw, ch))
+                if placed is None:
+                    return None
+                x, y, face = placed
+            else:
+                return None
         region = canvas[y : y + ch, x : x + cw]
         region[:] = region * (1 - a) + np.asarray(img, np.float32) * a
         box = rotated_box(face, (x + cw / 2, y + ch / 2), angle)
         taken.append(tuple(box))
         return i, box
 
+    @staticmethod
+    def _position(rng: np.random.Generator, taken: list, max_x: int, max_y: int,
+                  size: tuple[int, int]) -> tuple | None:
+        """A top-left corner for an aligned crop of ``size`` whose face box overlaps no face in
+        ``taken`` (20 tries): (x, y, face box) or None."""
+        cw, ch = size
+        fx0, fy0, fx1, fy1 = ALIGNED_FACE_BOX
+        for _ in range(20):
+            x, y = int(rng.integers(0, max_x + 1)), int(rng.integers(0, max_y + 1))
+            face = (x + fx0 * cw, y + fy0 * ch, x + fx1 * cw, y + fy1 * ch)
+            if all(_overlap(face, t) < 0.15 for t in taken):
+                return x, y, face
+        return None
 
     def portrait(self, face: np.ndarray, rng: np.random.Generator, face_px: tuple[float, float],
                  faces_wide: tuple[float, float] = (3.5, 4.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -317,6 +345,19 @@ def _overlap(a, b) -> float:
         return 0.0
     small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return iw * ih / small
+
+
+def hidden_share(alpha: np.ndarray, x: int, y: int, box) -> float:
+    """Share of ``box`` (x1, y1, x2, y2) that a paste's ``alpha`` (h, w; 0..1) put at (x, y)
+    covers: its alpha summed over the box over the box's area."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    area = max((x2 - x1) * (y2 - y1), 1e-6)
+    h, w = alpha.shape
+    c0, r0 = max(int(math.floor(x1)) - x, 0), max(int(math.floor(y1)) - y, 0)
+    c1, r1 = min(int(math.ceil(x2)) - x, w), min(int(math.ceil(y2)) - y, h)
+    if c1 <= c0 or r1 <= r0:
+        return 0.0
+    return min(float(alpha[r0:r1, c0:c1].sum()) / area, 1.0)
 
 
 def image_tags(scene: Scene, num_attributes: int) -> tuple[float, np.ndarray]:
