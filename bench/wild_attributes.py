@@ -208,7 +208,8 @@ def main(args: argparse.Namespace) -> dict:
             root, backgrounds = args.celeba_root, _image_files(args.backgrounds)
             bundle, model = load_bundle(args.model), args.model
         _, held_apart, _ = scene_backgrounds(backgrounds, work, recipe, args.seed)
-        scenes = validation_scenes(root, args.split, held_apart, recipe, count, args.seed)
+        scenes = validation_scenes(root, args.split, held_apart, recipe, count, args.seed,
+                                   max_hidden=recipe["scenes"].get("test_max_hidden"))
         print(f"setting: {len(scenes)} scenes {tuple(recipe['scenes']['size'])} of the {args.split} "
               f"faces of {os.path.abspath(root)} on {len(held_apart)} held-apart backgrounds; "
               f"model {model}, threshold {bundle.threshold}, IoU >= {args.iou}, found boxes "
