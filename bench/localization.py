@@ -204,7 +204,7 @@ def main(args) -> dict:
         def scene_set(recipe: dict, context_share: float) -> tuple[list, list]:
             scenes = validation_scenes(args.celeba_root, args.split, held, recipe, args.scenes,
                                        args.seed, context_share,
-                                       RECIPE["scenes"]["test_max_hidden"])
+                                       recipe["scenes"].get("test_max_hidden"))
             return [s.image for s in scenes], [s.boxes for s in scenes]
 
         sets["scenes"] = scene_set(RECIPE, 0.0)

@@ -280,7 +280,7 @@ class SceneMaker:
         a = np.asarray(alpha, np.float32)[..., None] / 255.0
         if self.max_hidden is not None:  # move the paste until it hides no earlier face
             for _ in range(20):
-                if all(hidden_share(a[..., 0], x, y, t) <= self.max_hidden for t in taken):
+                if all(_hidden_share(a[..., 0], x, y, t) <= self.max_hidden for t in taken):
                     break
                 placed = self._position(rng, taken, width - cw, height - ch, (cw, ch))
                 if placed is None:
@@ -347,7 +347,7 @@ def _overlap(a, b) -> float:
     return iw * ih / small
 
 
-def hidden_share(alpha: np.ndarray, x: int, y: int, box) -> float:
+def _hidden_share(alpha: np.ndarray, x: int, y: int, box) -> float:
     """Share of ``box`` (x1, y1, x2, y2) that a paste's ``alpha`` (h, w; 0..1) put at (x, y)
     covers: its alpha summed over the box over the box's area."""
     x1, y1, x2, y2 = (float(v) for v in box)
