@@ -26,6 +26,8 @@ with no one):
   or leave the model actor (`pipeline.annotate.BatchClock`), not from output files (Ray Data
   writes them in a burst at the end);
 - decode of the 12 MP JPEGs: a full decode shrunk to the working size vs `decode_reduced`;
+- where the cores go during the pipeline run (`pipeline_core_use`, Linux): CPU seconds of the
+  model actor, Ray's task workers, Ray's own services, this driver, anything else, and idle;
 - the pipeline's bound: decode time of the corpus (one thread, per image) and the best network
   rate give the images/s that decoding and the networks sharing the cores losslessly would
   reach (`pipeline_bound_flop_efficiency`: what `pipeline_flop_efficiency` is read against);
@@ -262,6 +264,80 @@ def start_ray() -> str:
     sys.exit("bench/annotate.py: Ray did not start in 4 attempts")
 
 
+# Ray's own processes on a node, by the name they give themselves (15 characters of it)
+RAY_SERVICES = ("gcs_server", "raylet", "ray::_", "ray::ActorLoc", "ray::Dashboard",
+                "ray::RuntimeEnv", "ray::JobSuperv")
+
+
+class CoreUse:
+    """CPU seconds of every process on this machine while the block runs, by role: the model
+    actor(s), Ray's task workers (decode and write tasks; idle workers too), Ray's own
+    services (GCS, raylet, Ray Data's stats, autoscaling and locality actors, the dashboard
+    agent), this driver, and anything else. Read from /proc every ``interval`` s; each
+    interval's CPU goes to the name a process had at its end (Ray's workers rename themselves
+    by task; a process that ends loses its last interval). ``result`` stays None where /proc is missing (not Linux)."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval, self.result = interval, None
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _role(pid: int, name: str, me: int) -> str:
+        if pid == me:
+            return "driver"
+        if name.startswith("ray::MapWorker"):
+            return "model_actor"
+        if name.startswith(RAY_SERVICES):
+            return "ray_services"
+        if name.startswith("ray::"):
+            return "ray_tasks"
+        return "other"
+
+    @staticmethod
+    def _sample() -> dict[int, tuple[str, float]]:
+        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        stat = f.read()
+                except OSError:  # the process ended between listing and reading
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()  # utime, stime: fields 14, 15
+                out[int(entry)] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                                   (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def _watch(self) -> None:
+        me, last = os.getpid(), self._sample()
+        roles = dict.fromkeys(("model_actor", "ray_tasks", "ray_services", "driver", "other"), 0.0)
+        while not self._stop.wait(self.interval):
+            now = self._sample()
+            for pid, (name, cpu) in now.items():
+                # a process new since the last sample spent all its CPU in this interval
+                roles[self._role(pid, name, me)] += cpu - last.get(pid, (name, 0.0))[1]
+            last = now
+        self._roles = roles
+
+    def __enter__(self) -> CoreUse:
+        if os.path.isdir("/proc/self"):
+            self._start = time.perf_counter()
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if hasattr(self, "_thread"):
+            self._stop.set()
+            self._thread.join()
+            wall = time.perf_counter() - self._start
+            cores = os.cpu_count() or 1
+            busy = sum(self._roles.values())
+            self.result = {"wall_s": round(wall, 1), "cores": cores,
+                           **{k: round(v, 1) for k, v in self._roles.items()},
+                           "idle": round(max(0.0, cores * wall - busy), 1)}
+
+
 def run_pipeline(inputs: str, model: str, out: str, batch: int, **options) -> dict:
     """The annotate job in this process, on the bench's Ray: its summary (images/s whole: from
     planning to the summary, the actors' start-up included) and its steady state, from the
@@ -459,12 +535,17 @@ def main() -> None:
         gpu = {"num_gpus": 1.0} if device == "cuda" else {}
         images_dir = os.path.join(work, "images")
         before = machine_gflops(device, sample_s)
-        pipe = run_pipeline(images_dir, model, os.path.join(work, "out"), args.batch_size, **gpu)
+        with CoreUse() as use:
+            pipe = run_pipeline(images_dir, model, os.path.join(work, "out"), args.batch_size,
+                                **gpu)
         pipe_gflops = (before + machine_gflops(device, sample_s)) / 2
         print(f"machine around the pipeline: {pipe_gflops:.1f} GFLOP/s", flush=True)
         print(f"pipeline:  {pipe['images_per_s']:.2f} images/s whole, "
               f"{pipe['steady_images_per_s'] or 0:.2f} steady ({pipe['batches']} batches "
               "timed as they left the actor)", flush=True)
+        if use.result:
+            print("pipeline, where the cores went (CPU seconds over the run): "
+                  + json.dumps(use.result), flush=True)
         split = run_pipeline(images_dir, model, os.path.join(work, "split"), args.batch_size,
                              stages="split", **gpu)
         large, small = args.manifest_rows
@@ -523,6 +604,7 @@ def main() -> None:
             "steady_ratio": round((pipe_steady or 0) / bare["steady"], 3) if bare["steady"]
             else None,
             "pipeline_timed_batches": pipe["batches"],
+            "pipeline_core_use": use.result,
             "decode_12mp_speedup": decode["speedup"],
             "decode_12mp_ms": [decode["full_ms"], decode["draft_ms"]],
             "driver_rss_mb": [rss[large], rss[small]],
