@@ -275,11 +275,13 @@ class CoreUse:
     services (GCS, raylet, Ray Data's stats, autoscaling and locality actors, the dashboard
     agent), this driver, and anything else. Read from /proc every ``interval`` s; each
     interval's CPU goes to the name a process had at its end (Ray's workers rename themselves
-    by task; a process that ends loses its last interval). ``result`` stays None where /proc is missing (not Linux)."""
+    by task; a process that ends loses its last interval). ``result`` stays None where /proc
+    is missing (not Linux)."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval, self.result = interval, None
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _role(pid: int, name: str, me: int) -> str:
@@ -327,7 +329,7 @@ class CoreUse:
         return self
 
     def __exit__(self, *exc) -> None:
-        if hasattr(self, "_thread"):
+        if self._thread is not None:
             self._stop.set()
             self._thread.join()
             wall = time.perf_counter() - self._start
