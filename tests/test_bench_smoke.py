@@ -86,12 +86,13 @@ def test_annotate():
     assert 0 < result["pipeline_bound_images_per_s"] <= result["network_images_per_s"]
     assert result["decode_ms_per_image"] > 0
     # Where the cores went while the pipeline ran (Linux, from /proc): the model actor and
-    # the driver did work, and the roles plus idle time cover the cores over the run.
+    # the driver did work, and the roles never add up to more than the cores could give (a
+    # process counted under two roles, or twice in one, would).
     use = result["pipeline_core_use"]
     if sys.platform.startswith("linux"):
         assert use["model_actor"] > 0 and use["driver"] > 0
         busy = sum(use[k] for k in ("model_actor", "ray_tasks", "ray_services", "driver", "other"))
-        assert busy + use["idle"] >= 0.9 * use["cores"] * use["wall_s"]
+        assert busy <= 1.1 * use["cores"] * use["wall_s"]
     # The matmul rate is measured beside each figure it divides (these machines' rate moves
     # 2x within a minute): before, between and after the two network rounds, and around the
     # pipeline; the network efficiency is the median of 8 alternating turns' own ratios.
