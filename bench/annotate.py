@@ -189,14 +189,6 @@ def network_rate(predictor, images: list, batch: int, count: int, device: str) -
     return done / (time.perf_counter() - start)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX, which oneDNN
-    uses); elsewhere bf16 is emulated and only slower."""
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def profile_top(predictor, images: list, rows: int = 8) -> list[tuple[str, float]]:
     """Where the network loop's time goes: the share of each operator's self time in one
     `Predictor.predict` (torch.profiler, after a warm-up call), the ``rows`` largest."""
@@ -431,6 +423,7 @@ def main() -> None:
     from faceattr_ray.bundle import load_bundle, save_bundle
     from faceattr_ray.predictor import Predictor
     from faceattr_ray.presets import build_bundle
+    from faceattr_ray.runtime import cpu_has_native_bf16
 
     work = tempfile.mkdtemp(prefix="bench-annotate-")
     try:

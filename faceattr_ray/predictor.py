@@ -29,12 +29,11 @@ from faceattr_ray.localizers import (
 )
 from faceattr_ray.models import Preprocess
 from faceattr_ray.models.fold import fold_batch_norm
-from faceattr_ray.runtime import pick_device
+from faceattr_ray.runtime import PRECISIONS, amp_dtype, pick_device, to_channels_last
 
 # The networks' arithmetic: "auto" is mixed precision on a GPU (bfloat16 where the GPU has it,
 # else float16) and float32 on a CPU; the others force one (bf16 on a CPU: the CPU test of the
 # GPU path, `tests/test_precision.py`).
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -121,9 +120,7 @@ class Predictor:
         # in; on a CPU it is a measured choice (bench/annotate.py), off by default.
         if channels_last if channels_last is not None else self.device.type == "cuda":
             for net in self.networks():
-                for param in net.parameters():  # convolution kernels only (rank 4)
-                    if param.dim() == 4:
-                        param.data = param.data.contiguous(memory_format=torch.channels_last)
+                to_channels_last(net)
 
     def networks(self) -> list[torch.nn.Module]:
         """The CNNs this predictor runs (LNets, ANet), on its device."""
@@ -256,15 +253,6 @@ def bundle_framer(bundle: Bundle, localizer, describe: Predictor, zooms: Sequenc
                            describe.crop_side, zooms,
                            min_confidence=bundle_frame_floor(bundle) if floor else None,
                            **bundle_frame_shifts(bundle))
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a ``precision`` (`PRECISIONS`) on ``device``; None: float32."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def assemble_results(

@@ -1,13 +1,16 @@
 """Where work runs: the one Ray start-up and the one device choice of the package.
 
 Every command starts (or joins) Ray through `init_ray` and picks its torch device through
-`pick_device`; torch and Ray are imported only when these are called.
+`pick_device`, its arithmetic through `amp_dtype` and its memory layout through
+`to_channels_last`; torch and Ray are imported only when these are called.
 """
 
 from __future__ import annotations
 
 import os
 
+# "auto": autocast on a GPU (bf16 where it has it, else fp16), float32 on a CPU
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DECODE_CPUS = 0.5  # CPUs of one decode task (annotate and training): two run beside a 1-CPU actor
 
 
@@ -55,3 +58,39 @@ def pick_device(device=None, use_gpu: bool = True):
     if use_gpu and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX, which oneDNN uses);
+    elsewhere bf16 is emulated and only slower."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume emulation
+        return False
+
+
+def amp_dtype(precision: str, device) -> torch.dtype | None:  # noqa: F821
+    """The autocast dtype of a ``precision`` (`PRECISIONS`) on ``device``; None: float32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def to_channels_last(module):
+    """``module`` with its convolution kernels (rank-4 parameters) in channels-last (NHWC)
+    memory, in place. Not ``module.to(memory_format=...)``: that fails on ANet's locally shared
+    filter banks, whose weights have rank 5."""
+    import torch
+
+    for param in module.parameters():
+        if param.dim() == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+    return module

@@ -67,7 +67,7 @@ def test_bf16_autocast_gives_the_fp32_boxes_and_attribute_signs(photos, framed):
 def test_channels_last_and_precision_choices():
     import torch
 
-    from faceattr_ray.predictor import amp_dtype
+    from faceattr_ray.runtime import amp_dtype
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert amp_dtype("auto", cpu) is None and amp_dtype("fp32", gpu) is None

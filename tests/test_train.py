@@ -152,6 +152,33 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_
     assert metrics["anet"]["val_accuracy"] == plain_metrics["anet"]["val_accuracy"]
 
 
+def test_channels_last_and_bf16_training_follow_the_float32_run(tmp_path):
+    """The GPU path's layout and arithmetic, run on a CPU (where `reproduce` uses them when the
+    chip computes bf16). ANet's locally shared filter banks have rank-5 weights, which
+    ``Module.to(memory_format=channels_last)`` refuses: channels-last training converts the
+    convolution kernels only and ends at the NCHW run's weights; bf16 autocast ends at a loss
+    within 5% of float32's; an unknown precision is refused before anything trains."""
+    root = write_celeba(str(tmp_path / "celeba"), n=24)
+    common = dict(nets=("anet",), local=True, epochs=2, batch_size=4, lr=0.05, seed=1,
+                  augment=False, shuffle=False,
+                  anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16})
+    runs = {name: api.finetune(root, **common, **options) for name, options in (
+        ("fp32", {}), ("nhwc", {"channels_last": True}),
+        ("bf16", {"precision": "bf16", "channels_last": True}))}
+    nhwc = runs["nhwc"][0]["anet"]
+    kernels = [w for w in nhwc.parameters() if w.dim() == 4]
+    assert kernels and all(w.is_contiguous(memory_format=torch.channels_last) for w in kernels)
+    assert any(w.dim() == 5 for w in nhwc.parameters())  # the filter banks trained too
+    fp32 = runs["fp32"][0]["anet"].state_dict()
+    for key, value in nhwc.state_dict().items():
+        assert torch.allclose(value, fp32[key], atol=1e-4, rtol=1e-3), key
+    assert runs["bf16"][2]["precision"] == "bf16"
+    loss, bf16_loss = runs["fp32"][1]["anet"]["loss"], runs["bf16"][1]["anet"]["loss"]
+    assert abs(bf16_loss - loss) <= 0.05 * loss
+    with pytest.raises(ValueError, match="precision must be one of"):
+        api.finetune(root, **common, precision="fp8")
+
+
 @pytest.mark.parametrize(("command", "given", "expected"), [
     ("reproduce", None, "PASSIVE"), ("train", "ACTIVE", "ACTIVE"), ("annotate", None, None)])
 def test_training_commands_let_torch_threads_sleep_unless_the_environment_says(command, given,

@@ -382,7 +382,7 @@ class AnnotateOptions:
     def check(self) -> None:
         """One-line errors, named like the command's flags, for values the job cannot run."""
         from faceattr_ray.localizers import LOCALIZERS
-        from faceattr_ray.predictor import PRECISIONS
+        from faceattr_ray.runtime import PRECISIONS
 
         low = [("--batch-size", self.batch_size, 1), ("--actors", self.actors, 1),
                ("--max-pixels", self.max_pixels, 1), ("--num-gpus", self.num_gpus, 0),

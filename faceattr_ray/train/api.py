@@ -16,7 +16,7 @@ from torch import nn
 
 from faceattr_ray.errors import BundleError
 from faceattr_ray.presets import architecture
-from faceattr_ray.runtime import DECODE_CPUS
+from faceattr_ray.runtime import DECODE_CPUS, PRECISIONS
 from faceattr_ray.train import common
 
 DEFAULTS: dict = {
@@ -46,6 +46,9 @@ DEFAULTS: dict = {
     # finetune ANet: {"share", "face_px", "backgrounds": paths}: that share of training crops
     # made as a localizer finds the face in a photo (data/scenes.wild_face_window)
     "wild": None,
+    # arithmetic and memory layout of the networks (runtime.PRECISIONS; "auto": autocast on a
+    # GPU, float32 on a CPU) and channels-last convolutions (None: on a GPU only)
+    "precision": "auto", "channels_last": None,
 }
 # --smoke-test: the "smoke" preset's networks, a handful of images, 2 steps, in-process.
 SMOKE = {"epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True,
@@ -67,6 +70,8 @@ def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dic
         else:
             cfg[key] = value
     cfg.update(job=job, data=data, smoke_test=smoke_test)
+    if cfg["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {cfg['precision']!r}")
     cfg["lnet"] = LNetConfig.from_dict(cfg["lnet"]).to_dict()
     cfg["anet"] = ANetConfig.from_dict(cfg["anet"]).to_dict()
     cfg["preprocess"] = Preprocess.from_dict(cfg["preprocess"]).to_dict()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceattr_ray.runtime import DECODE_CPUS, init_ray, pick_device
+from faceattr_ray.runtime import DECODE_CPUS, amp_dtype, init_ray, pick_device, to_channels_last
 
 # Job name -> "module:attribute" of its `Job`; imported lazily so Ray workers load only theirs.
 JOBS = {
@@ -68,18 +68,26 @@ def get_job(name: str) -> Job:
 # --- device, precision ------------------------------------------------------------------------
 
 
-def autocast(device: torch.device):
-    """bf16 (or fp16 on older GPUs) autocast on GPU; plain float32 on CPU."""
-    if device.type != "cuda":
+def autocast(device: torch.device, cfg: dict):
+    """Autocast at the job's ``precision`` (`runtime.PRECISIONS`; "auto": bf16, or fp16 on older
+    GPUs, on a GPU and float32 on a CPU); a no-op at float32."""
+    dtype = amp_dtype(cfg.get("precision", "auto"), device)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
-def make_scaler(device: torch.device) -> torch.amp.GradScaler:
+def make_scaler(device: torch.device, cfg: dict) -> torch.amp.GradScaler:
     # Only fp16 needs loss scaling; bf16 has float32's exponent range.
-    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    fp16 = amp_dtype(cfg.get("precision", "auto"), device) == torch.float16
     return torch.amp.GradScaler(device.type, enabled=fp16)
+
+
+def channels_last(device: torch.device, cfg: dict) -> bool:
+    """Whether the job runs its convolutions channels-last (NHWC): cfg["channels_last"], by
+    default on a GPU only (cuDNN's fast layout)."""
+    choice = cfg.get("channels_last")
+    return device.type == "cuda" if choice is None else bool(choice)
 
 
 def preprocess_of(cfg: dict):
@@ -97,7 +105,7 @@ def batch_to_device(batch: dict, device: torch.device, cfg: dict) -> dict[str, t
     for key, value in batch.items():
         if key == "image":
             x = preprocess_of(cfg).normalize(value, device)
-            if device.type == "cuda":
+            if channels_last(device, cfg):
                 x = x.contiguous(memory_format=torch.channels_last)
             out[key] = x
         else:
@@ -199,7 +207,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
             set_lr(optimizer, cfg, epoch, steps, epoch_steps)
         tensors = batch_to_device(batch, device, cfg)
         n = len(tensors["image"])
-        with autocast(device):
+        with autocast(device, cfg):
             loss, stats = job.loss(model, tensors, cfg)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -227,7 +235,7 @@ def validate(model: nn.Module, batches: Iterable[dict], job: Job, cfg: dict,
     for batch in batches:
         tensors = batch_to_device(batch, device, cfg)
         n = len(tensors["image"])
-        with autocast(device):
+        with autocast(device, cfg):
             loss, stats = job.loss(model, tensors, cfg)
         loss_sum += float(loss) * n
         images += n
@@ -469,14 +477,14 @@ def ray_worker_loop(cfg: dict) -> None:
         start_epoch = state["epoch"] + 1
         if rank == 0:
             print(f"[{cfg['job']}] resuming from the checkpoint of epoch {state['epoch']}")
-    if device.type == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
     model = model.to(device)
+    if channels_last(device, cfg):
+        to_channels_last(model)
     optimizer = make_optimizer(model, cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
     model = ray.train.torch.prepare_model(model)
-    scaler = make_scaler(device)
+    scaler = make_scaler(device, cfg)
     per_worker = max(1, cfg["batch_size"] // world)
     epoch_steps = math.ceil(cfg.get("train_images", 0) / world / per_worker) or None
 
@@ -603,10 +611,10 @@ def fit_local(cfg: dict, init_state: dict | None = None,
     if init_state is not None:
         load_matching(model.net, init_state)
     model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if channels_last(device, cfg):
+        to_channels_last(model)
     optimizer = make_optimizer(model, cfg)
-    scaler = make_scaler(device)
+    scaler = make_scaler(device, cfg)
     train_rows, val_rows = job.rows(cfg, "train"), job.rows(cfg, "val")
     epoch_steps = math.ceil(len(train_rows) / cfg["batch_size"])  # local batches are of rows
     metrics: dict = {}
