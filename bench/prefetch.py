@@ -15,6 +15,7 @@ included.
     python bench/prefetch.py --wild-shares 0.5 0.25   # plain loop, half vs a quarter wild
     python bench/prefetch.py --wait-policies unset PASSIVE   # the child process under each
     python bench/prefetch.py --image-cache 0 1024     # child process, decoded-image cache off / on
+    python bench/prefetch.py --numerics fp32 fp32-cl bf16-cl   # arithmetic and memory layout
 
 Last line: JSON {"family", "steps", "batch_size", "process", "thread", "plain", "speedup"
 (process over plain), "threads"};
@@ -28,6 +29,10 @@ process of this script with the child-process setting only.
 With --image-cache A B: {..., "cache A MiB", "cache B MiB", "speedup": B over A}: the child
 process keeping decoded faces in memory (``image_cache_mb``; 0 = off) or decoding each one every
 epoch; the timed second epoch reads what the first one cached.
+With --numerics A B ...: {..., A: .., B: .., "speedup": the last over the first}: the child
+process setting with the networks in float32 or bf16 autocast (``precision``), "-cl" with
+channels-last convolutions (``channels_last``). bf16 pays only where the CPU computes it
+(AVX-512 BF16, AMX: `runtime.cpu_has_native_bf16`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 
 
 SETTINGS = ("process", "thread", "plain")
+NUMERICS = ("fp32", "fp32-cl", "bf16", "bf16-cl")
 
 
 def compare_wait_policies(args) -> None:
@@ -96,6 +102,8 @@ def main() -> None:
                         "process")
     p.add_argument("--image-cache", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="compare these image_cache_mb values (child process) instead")
+    p.add_argument("--numerics", nargs="+", default=None, choices=NUMERICS, metavar="NUMERICS",
+                   help=f"compare these arithmetic / layout settings ({', '.join(NUMERICS)})")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
                    help="which loops to run (default: all three)")
     p.add_argument("--rounds", type=int, default=2, help="rounds alternating the settings")
@@ -132,7 +140,8 @@ def main() -> None:
             args.steps = 3
         listed, _ = list_backgrounds(backgrounds)
         if args.family == "anet":
-            options = reproduce.with_wild_crops(recipe["anet_finetune"], recipe, listed)
+            options = reproduce.for_this_cpu(
+                reproduce.with_wild_crops(recipe["anet_finetune"], recipe, listed), on_cpu=True)
             arch = {"anet": recipe["anet_arch"]}
             train = api.finetune
         else:
@@ -154,6 +163,10 @@ def main() -> None:
         elif args.image_cache:
             settings = {f"cache {mb:g} MiB": {"prefetch": "process", "image_cache_mb": mb}
                         for mb in args.image_cache}
+        elif args.numerics:
+            settings = {name: {"prefetch": "process", "precision": name.split("-")[0],
+                               "channels_last": name.endswith("-cl")}
+                        for name in args.numerics}
         else:
             settings = {mode: {"prefetch": {"plain": False}.get(mode, mode)}
                         for mode in args.settings}
@@ -170,6 +183,8 @@ def main() -> None:
     if args.image_cache:
         shares += ", child process, decoded-image cache " + " vs ".join(
             f"{mb:g}" for mb in args.image_cache) + " MiB"
+    if args.numerics:
+        shares += ", child process, " + " vs ".join(args.numerics)
     print(f"setting: {args.family} fine-tuning in-process, reproduce's recipe (wild crops "
           f"share {shares}), {args.steps} steps of {batch} "
           f"faces per setting (after as many to warm up), {args.rounds} round(s) alternated "
@@ -184,6 +199,8 @@ def main() -> None:
     elif args.image_cache:
         a, b_ = args.image_cache
         speedup = best[f"cache {b_:g} MiB"] / best[f"cache {a:g} MiB"]
+    elif args.numerics:
+        speedup = best[args.numerics[-1]] / best[args.numerics[0]]
     elif "process" in best and "plain" in best:
         speedup = best["process"] / best["plain"]
     else:

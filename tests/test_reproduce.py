@@ -214,6 +214,30 @@ def test_attribute_network_gets_its_wild_crops_whether_lnets_are_trained_or_give
     assert seen["wild"] == {"share": 0.5, "face_px": [24, 64], "backgrounds": ["a.jpg", "b.jpg"]}
 
 
+@pytest.mark.parametrize(("native", "on_cpu", "expected"), [
+    (True, True, {"precision": "bf16", "channels_last": True}),
+    (False, True, {}), (True, False, {})])
+def test_native_bf16_options_apply_only_in_process_on_a_cpu_that_computes_bf16(
+        monkeypatch, native, on_cpu, expected):
+    """ANet's "native_bf16" block replaces its options only where bf16 pays (a CPU with AVX-512
+    BF16 or AMX, training in this process); elsewhere the recipe trains as written (float32,
+    its own epochs), and the block itself never reaches the training job."""
+    from faceattr_ray import reproduce, runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    block = {"precision": "bf16", "channels_last": True, "epochs": 7}
+    options = reproduce.for_this_cpu({"epochs": 3, "lr": 0.1, "native_bf16": block}, on_cpu)
+    assert "native_bf16" not in options and options["lr"] == 0.1
+    assert options["epochs"] == (7 if expected else 3)
+    assert {k: options[k] for k in expected} == expected
+    if not expected:
+        assert "precision" not in options and "channels_last" not in options
+    # turned off in a recipe: float32 everywhere
+    off = reproduce.resolve_recipe(False, '{"anet_finetune": {"native_bf16": null}}')
+    assert reproduce.for_this_cpu(off["anet_finetune"], True)["epochs"] == \
+        reproduce.RECIPE["anet_finetune"]["epochs"]
+
+
 def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
     """With two LNet_s draws, `train_scene_lnets` reads each over the calibration scenes (held
     backgrounds) and keeps the one with the higher recall at the false-detection budget; the
