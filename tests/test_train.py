@@ -283,11 +283,15 @@ def test_cli_smoke_test_writes_a_bundle_that_loads_and_predicts(tmp_path, job):
     else:  # people in scenes, with face and head-shoulder boxes
         data = write_wild(str(tmp_path / "wild"), count=24, identities=6)
     out = str(tmp_path / "bundle")
-    assert main(["train", job, "--data", data, "--out", out, "--smoke-test"]) == 0
+    # the fine-tuning job under bf16 autocast (`--precision`; the others at the default)
+    precision = "bf16" if job == "finetune" else "auto"
+    assert main(["train", job, "--data", data, "--out", out, "--smoke-test",
+                 "--precision", precision]) == 0
     bundle = load_bundle(out)
     with open(os.path.join(out, "train_config.json")) as f:
         written = json.load(f)
     assert written["config"]["job"] in (job, "finetune") and written["config"]["smoke_test"]
+    assert written["config"]["precision"] == precision
     x = torch.zeros(2, 3, 99, 99)
     if job == "lnet-pretrain":
         assert bundle.lnet_o.classify(x).shape == (2, 3)

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from faceattr_ray.runtime import DECODE_CPUS, passive_thread_waits
+from faceattr_ray.runtime import DECODE_CPUS, PRECISIONS, passive_thread_waits
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,7 +131,7 @@ def _add_annotate(sub) -> None:
                         "bundle's Platt fit; see calibrate-points)")
     p.add_argument("--limit", type=COUNT, default=None,
                    help="annotate at most this many of the inputs not yet in OUTPUT")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the networks' arithmetic: auto = mixed precision on a GPU (bf16 where "
                         "supported, else fp16), fp32 on CPUs")
     _ray_args(p)
@@ -225,6 +225,9 @@ def _train_common_args(p: argparse.ArgumentParser, job: str | None = None) -> No
     p.add_argument("--num-workers", type=COUNT, default=None, help="Ray Train workers (default: 1)")
     p.add_argument("--use-gpu", action="store_true",
                    help="one GPU per worker; mixed precision and channels-last")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the networks' arithmetic: auto (default) = mixed precision on a GPU, "
+                        "fp32 on CPUs; bf16 pays on CPUs with AVX-512 BF16 or AMX")
     p.add_argument("--local", action="store_true",
                    help="run the same training loop in this process, without Ray")
     p.add_argument("--storage-path", default=None,

@@ -88,6 +88,7 @@ def _options(args: argparse.Namespace) -> dict:
     options.update(
         smoke_test=args.smoke_test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, num_workers=args.num_workers, use_gpu=args.use_gpu or None,
+        precision=args.precision,
         max_failures=args.max_failures, max_steps=args.max_steps, limit=args.limit,
         local=True if (args.local or args.smoke_test) else None,
         storage_path=args.storage_path or os.path.join(os.path.dirname(out), "ray_results"),
