@@ -215,27 +215,31 @@ def test_attribute_network_gets_its_wild_crops_whether_lnets_are_trained_or_give
 
 
 @pytest.mark.parametrize(("native", "on_cpu", "expected"), [
-    (True, True, {"precision": "bf16", "channels_last": True}),
-    (False, True, {}), (True, False, {})])
+    (True, True, {"precision": "bf16", "channels_last": True, "epochs": 5}),
+    (False, True, {"epochs": 3}), (True, False, {"epochs": 3})])
 def test_native_bf16_options_apply_only_in_process_on_a_cpu_that_computes_bf16(
         monkeypatch, native, on_cpu, expected):
     """ANet's "native_bf16" block replaces its options only where bf16 pays (a CPU with AVX-512
-    BF16 or AMX, training in this process); elsewhere the recipe trains as written (float32,
-    its own epochs), and the block itself never reaches the training job."""
-    from faceattr_ray import reproduce, runtime
+    BF16 or AMX, training in this process), and scales whatever epochs the recipe sets (the
+    same minutes buy more); elsewhere the recipe trains as written (float32, its own epochs).
+    The block itself never reaches the training job; the demo's toy and a recipe that sets the
+    block to null train alike everywhere."""
+    from faceattr_ray import demo, reproduce, runtime
 
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
-    block = {"precision": "bf16", "channels_last": True, "epochs": 7}
+    block = {"precision": "bf16", "channels_last": True, "epoch_scale": 1.62}
     options = reproduce.for_this_cpu({"epochs": 3, "lr": 0.1, "native_bf16": block}, on_cpu)
     assert "native_bf16" not in options and options["lr"] == 0.1
-    assert options["epochs"] == (7 if expected else 3)
-    assert {k: options[k] for k in expected} == expected
-    if not expected:
+    assert {k: options.get(k) for k in expected} == expected
+    if len(expected) == 1:
         assert "precision" not in options and "channels_last" not in options
-    # turned off in a recipe: float32 everywhere
+    assert block["epoch_scale"] == 1.62  # the recipe's block is not consumed
+    # RECIPE's own: 58 float32 epochs, 94 in bf16
+    assert reproduce.for_this_cpu(reproduce.RECIPE["anet_finetune"], on_cpu)["epochs"] == (
+        94 if native and on_cpu else 58)
     off = reproduce.resolve_recipe(False, '{"anet_finetune": {"native_bf16": null}}')
-    assert reproduce.for_this_cpu(off["anet_finetune"], True)["epochs"] == \
-        reproduce.RECIPE["anet_finetune"]["epochs"]
+    assert reproduce.for_this_cpu(off["anet_finetune"], on_cpu)["epochs"] == 58
+    assert reproduce.for_this_cpu(demo.DEMO_RECIPE["anet_finetune"], on_cpu)["epochs"] == 8
 
 
 def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
