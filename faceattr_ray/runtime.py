@@ -8,6 +8,10 @@ Every command starts (or joins) Ray through `init_ray` and picks its torch devic
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # "auto": autocast on a GPU (bf16 where it has it, else fp16), float32 on a CPU
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -71,7 +75,7 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def amp_dtype(precision: str, device) -> torch.dtype | None:  # noqa: F821
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a ``precision`` (`PRECISIONS`) on ``device``; None: float32."""
     import torch
 
@@ -84,7 +88,7 @@ def amp_dtype(precision: str, device) -> torch.dtype | None:  # noqa: F821
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def to_channels_last(module):
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` with its convolution kernels (rank-4 parameters) in channels-last (NHWC)
     memory, in place. Not ``module.to(memory_format=...)``: that fails on ANet's locally shared
     filter banks, whose weights have rank 5."""
