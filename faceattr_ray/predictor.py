@@ -29,11 +29,7 @@ from faceattr_ray.localizers import (
 )
 from faceattr_ray.models import Preprocess
 from faceattr_ray.models.fold import fold_batch_norm
-from faceattr_ray.runtime import PRECISIONS, amp_dtype, pick_device, to_channels_last
-
-# The networks' arithmetic: "auto" is mixed precision on a GPU (bfloat16 where the GPU has it,
-# else float16) and float32 on a CPU; the others force one (bf16 on a CPU: the CPU test of the
-# GPU path, `tests/test_precision.py`).
+from faceattr_ray.runtime import amp_dtype, check_precision, pick_device, to_channels_last
 
 
 @dataclass
@@ -76,8 +72,7 @@ class Predictor:
         fold: bool = True,
         frame_zooms: Sequence[float] | None = None,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        check_precision(precision)
         if localizer not in LOCALIZERS:
             raise ValueError(f"localizer must be one of {LOCALIZERS}, not {localizer!r}")
         if parts not in ("all", "localize", "describe"):

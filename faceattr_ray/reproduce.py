@@ -45,7 +45,6 @@ from faceattr_ray.presets import architecture
 # --- the recipe: every setting of a real run, in one place ------------------------------------
 # Accuracy experiments on celeba-mini (2-core CPU, 60-minute budget) tune these values; the
 # test split is never used to choose them.
-NATIVE_BF16: dict = {"precision": "bf16", "channels_last": True, "epoch_scale": 1.62}
 RECIPE: dict = {
     "trainer": "auto",  # "auto", "ray" (Ray Train) or "local" (in-process); see module doc
     # AlexNet-style LNets only (no face tag, e.g. the demo's toy): their in-the-wild training
@@ -131,7 +130,8 @@ RECIPE: dict = {
                       # for 58; any epochs a recipe sets scale alike). Nested val, against 58
                       # float32 epochs: accuracy point 89.45 vs 89.30, AP 69.1 vs 67.8 (58 bf16
                       # epochs: 89.35, 67.7; README, results); null: float32 everywhere
-                      "native_bf16": NATIVE_BF16},
+                      "native_bf16": {"precision": "bf16", "channels_last": True,
+                                      "epoch_scale": 1.62}},
     # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
     # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
     # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-# "auto": autocast on a GPU (bf16 where it has it, else fp16), float32 on a CPU
+# The networks' arithmetic. "auto": autocast on a GPU (bf16 where it has it, else fp16), float32
+# on a CPU; the others force one (bf16 on a CPU: where it computes bf16, or to test the GPU path)
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DECODE_CPUS = 0.5  # CPUs of one decode task (annotate and training): two run beside a 1-CPU actor
 
@@ -75,13 +76,18 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of `PRECISIONS`, else a one-line ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    return precision
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a ``precision`` (`PRECISIONS`) on ``device``; None: float32."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "auto":
+    if check_precision(precision) == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

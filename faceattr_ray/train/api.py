@@ -16,7 +16,7 @@ from torch import nn
 
 from faceattr_ray.errors import BundleError
 from faceattr_ray.presets import architecture
-from faceattr_ray.runtime import DECODE_CPUS, PRECISIONS
+from faceattr_ray.runtime import DECODE_CPUS, check_precision
 from faceattr_ray.train import common
 
 DEFAULTS: dict = {
@@ -70,8 +70,7 @@ def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dic
         else:
             cfg[key] = value
     cfg.update(job=job, data=data, smoke_test=smoke_test)
-    if cfg["precision"] not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {cfg['precision']!r}")
+    check_precision(cfg["precision"])
     cfg["lnet"] = LNetConfig.from_dict(cfg["lnet"]).to_dict()
     cfg["anet"] = ANetConfig.from_dict(cfg["anet"]).to_dict()
     cfg["preprocess"] = Preprocess.from_dict(cfg["preprocess"]).to_dict()
