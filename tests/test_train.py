@@ -152,19 +152,36 @@ def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_
     assert metrics["anet"]["val_accuracy"] == plain_metrics["anet"]["val_accuracy"]
 
 
-def test_channels_last_and_bf16_training_follow_the_float32_run(tmp_path):
+def test_channels_last_and_bf16_training_follow_the_float32_run(tmp_path, monkeypatch):
     """The GPU path's layout and arithmetic, run on a CPU (where `reproduce` uses them when the
     chip computes bf16). ANet's locally shared filter banks have rank-5 weights, which
     ``Module.to(memory_format=channels_last)`` refuses: channels-last training converts the
-    convolution kernels only and ends at the NCHW run's weights; bf16 autocast ends at a loss
-    within 5% of float32's; an unknown precision is refused before anything trains."""
+    convolution kernels only and ends at the NCHW run's weights; bf16 runs ANet's training
+    passes under bf16 autocast (the others under none) and ends at a loss within 5% of
+    float32's; an unknown precision is refused before anything trains."""
+    from faceattr_ray.models import ANet
+
+    autocast_seen: list = []
+    forward = ANet.forward
+
+    def spy(self, patches):
+        if self.training:
+            autocast_seen.append(torch.get_autocast_dtype("cpu")
+                                 if torch.is_autocast_enabled("cpu") else None)
+        return forward(self, patches)
+
+    monkeypatch.setattr(ANet, "forward", spy)
     root = write_celeba(str(tmp_path / "celeba"), n=24)
     common = dict(nets=("anet",), local=True, epochs=2, batch_size=4, lr=0.05, seed=1,
                   augment=False, shuffle=False,
                   anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16})
-    runs = {name: api.finetune(root, **common, **options) for name, options in (
-        ("fp32", {}), ("nhwc", {"channels_last": True}),
-        ("bf16", {"precision": "bf16", "channels_last": True}))}
+    runs, autocast = {}, {}
+    for name, options in (("fp32", {}), ("nhwc", {"channels_last": True}),
+                          ("bf16", {"precision": "bf16", "channels_last": True})):
+        autocast_seen.clear()
+        runs[name] = api.finetune(root, **common, **options)
+        autocast[name] = set(autocast_seen)
+    assert autocast == {"fp32": {None}, "nhwc": {None}, "bf16": {torch.bfloat16}}
     nhwc = runs["nhwc"][0]["anet"]
     kernels = [w for w in nhwc.parameters() if w.dim() == 4]
     assert kernels and all(w.is_contiguous(memory_format=torch.channels_last) for w in kernels)
