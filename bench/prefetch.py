@@ -44,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 
+from _training_data import faces_and_backgrounds
+
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 
@@ -125,17 +127,12 @@ def main() -> None:
 
     from faceattr_ray import reproduce
     from faceattr_ray.data.scenes import list_backgrounds
-    from faceattr_ray.data.synthetic import write_aligned, write_backgrounds
     from faceattr_ray.train import api
 
     recipe = reproduce.resolve_recipe(args.smoke_test, None)
     with tempfile.TemporaryDirectory() as tmp:
-        root, backgrounds = args.celeba_root, args.backgrounds
-        if args.smoke_test or not os.path.isdir(root):
-            root = write_aligned(os.path.join(tmp, "faces"), count=48, identities=12, seed=0)
-        if args.smoke_test or not os.path.isdir(backgrounds):
-            backgrounds = os.path.join(tmp, "bg")
-            write_backgrounds(backgrounds, 6, seed=0)
+        root, backgrounds = faces_and_backgrounds(args.celeba_root, args.backgrounds, tmp,
+                                                  args.smoke_test)
         if args.smoke_test:
             args.steps = 3
         listed, _ = list_backgrounds(backgrounds)

@@ -32,8 +32,8 @@ def _smoke(script: str, *args: str) -> list[str]:
 
 
 def test_every_bench_script_has_a_smoke_test_here():
-    tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "localization.py",
-              "one_pass.py", "parsing.py", "parsing_transfer.py", "prefetch.py", "ssp_ssg.py",
+    tested = {"annotate.py", "celeba_recipe.py", "flops.py", "heads.py", "lnet_loop.py",
+              "localization.py", "one_pass.py", "parsing.py", "parsing_transfer.py", "prefetch.py", "ssp_ssg.py",
               "train_throughput.py",
               "wild_attributes.py"}
     assert set(SCRIPTS) == tested
@@ -151,6 +151,18 @@ def test_prefetch_compares_the_three_loops_on_the_reproduce_recipe():
     result = json.loads(lines[-1])
     assert result["process"] > 0 and result["thread"] > 0 and result["plain"] > 0
     assert result["speedup"] == pytest.approx(result["process"] / result["plain"], abs=1e-3)
+
+
+def test_lnet_loop_times_each_setting_of_the_scene_loop_for_both_lnets():
+    lines = _smoke("lnet_loop.py", "--rounds", "1")
+    assert lines[-8].startswith("setting: reproduce's LNet loop")
+    result = json.loads(lines[-1])
+    assert set(result["stages"]) == {"o", "s"}
+    for rates in result["stages"].values():
+        assert set(rates) == {"fp32", "bf16-cl", "bf16-cl-process"} and min(rates.values()) > 0
+    for stage, rates in result["stages"].items():
+        assert result["speedup"][stage] == pytest.approx(
+            rates["bf16-cl-process"] / rates["fp32"], abs=2e-3)
 
 
 def test_prefetch_compares_two_shares_of_wild_crops():

@@ -284,3 +284,74 @@ def test_lnet_s_can_start_from_lnet_o():
     with pytest.raises(RecipeError, match="s_init"):  # the CLI prints it as one line
         train_lnets(faces, labels, _backgrounds(), config, {**recipe, "s_init": "anet"}, seed=3,
                     log=lambda m: None)
+
+
+def test_scenes_from_a_child_process_are_the_ones_a_thread_makes():
+    """``prefetch: "process"`` makes each step's inputs in a child process (a thread cannot keep
+    up with a bf16 step: README, issue 15): the same batches in the same order, since each
+    step draws from its own seed; so an LNet trained either way has the same weights."""
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.train.lnet_scenes import batches_in_process, train_lnet
+
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), size=(64, 64), face_px=(16, 40))
+    cfg = SceneTrainConfig(stage="o", steps=3, batch_size=4, scene_size=64)
+    batches = SceneBatches(maker, cfg, 40)
+    seeds = [[0, step, 0] for step in range(3)]
+    made = list(batches_in_process(batches, seeds, 4))
+    assert len(made) == 3
+    for seed, (images, face, tags) in zip(seeds, made, strict=True):
+        want = batches.batch(np.random.default_rng(seed), 4)
+        assert np.array_equal(images, want[0]) and np.array_equal(face, want[1])
+        assert np.array_equal(tags, want[2], equal_nan=True)
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+    nets = [train_lnet(maker, SceneTrainConfig(stage="o", steps=3, batch_size=4, prefetch=p),
+                       config, log=lambda m: None) for p in ("thread", "process")]
+    a, b = (n.state_dict() for n in nets)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_channels_last_lnet_training_runs_in_bf16_and_returns_nchw_weights(monkeypatch):
+    """`reproduce` trains the LNets in bf16 with channels-last kernels on CPUs that compute
+    bf16: the forward pass really runs under bf16 autocast (and float32's does not), the
+    returned kernels are NCHW again (what the localizer and the bundle read), its loss follows
+    float32's, the run's thread count holds for its steps only, and a precision the scene loop
+    cannot use is refused with a one-line error."""
+    from faceattr_ray.models import LNet, LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.train.lnet_scenes import train_lnet
+
+    seen: list = []
+    forward = LNet.forward
+
+    def spy(self, x):
+        if self.training:
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                         x.is_contiguous(memory_format=torch.channels_last)))
+        return forward(self, x)
+
+    monkeypatch.setattr(LNet, "forward", spy)
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), size=(64, 64), face_px=(16, 40))
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+    losses, threads = {}, torch.get_num_threads()
+    for name, options in (("fp32", {}),
+                          ("bf16", {"precision": "bf16", "channels_last": True, "threads": 1})):
+        seen.clear()
+        logs: list[str] = []
+        net = train_lnet(maker, SceneTrainConfig(stage="o", steps=4, batch_size=8, **options),
+                         config, log=logs.append)
+        losses[name] = float(logs[-1].split("loss ")[1].split()[0])
+        assert len(seen) == 4
+        if name == "bf16":
+            assert all(s == (True, torch.bfloat16, True) for s in seen)
+        else:
+            assert not any(s[0] for s in seen)
+        assert all(w.is_contiguous() for w in net.parameters())
+        assert torch.get_num_threads() == threads
+    assert abs(losses["bf16"] - losses["fp32"]) <= 0.1 * losses["fp32"]
+    with pytest.raises(ValueError, match="precision"):
+        SceneTrainConfig(precision="auto")
+    with pytest.raises(ValueError, match="prefetch must be one of"):
+        SceneTrainConfig(prefetch="gpu")
