@@ -76,14 +76,21 @@ RECIPE: dict = {
               # LNet_s starts from LNet_o's weights: over 8 paired draws on two LNet_o, calibration
               # recall 0.23-0.76 (mean 0.53) against 0.00-0.80 (0.34) from random weights (README)
               "s_init": "lnet_o",
-              # LNet_s draws (seeds seed, seed + 1, ...), the one finding most calibration
-              # faces kept: draws still spread (README)
-              "s_draws": 2,
+              # LNet_o draws (seeds seed, seed + 1, ...), each with its LNet_s draws (seeds
+              # from its own on), the pair finding most calibration faces kept: draws still
+              # spread, LNet_s's with its LNet_o's (README)
+              "o_draws": 1, "s_draws": 2,
               # LNet_o's proposals per photo that LNet_s reads (the localizer's default is 12):
               # more find the faces of group photos (val scenes of up to 8 faces: recall +6 to
               # +9 points; README, results); hard negatives are still mined from 12
               "max_proposals": 24,
-              "init": None},  # a bundle whose LNets to take as they are (skips their training)
+              "init": None,  # a bundle whose LNets to take as they are (skips their training)
+              # on a CPU that computes bf16 (as ANet's block below): bf16 autocast, channels-
+              # last kernels and scenes pasted by a child process while one thread runs the
+              # step make the loop about 2x faster (bench/lnet_loop.py), time spent on a second
+              # LNet_o and its draws to choose from (README, results); null: float32 everywhere
+              "native_bf16": {"precision": "bf16", "channels_last": True, "prefetch": "process",
+                              "threads": 1, "o_draws": 2, "s_draws": 2}},
     # Scenes of val faces on held-apart backgrounds that set the box geometry and threshold
     # (at most max_false_per_image false detections there), and of test faces for the results.
     "scenes": {"count": 120, "size": [500, 375], "face_px": [30, 120], "max_faces": 4,
@@ -211,7 +218,8 @@ SMOKE: dict = {
     "anet_arch": architecture("wild-smoke")["anet"],
     "lnet_arch": architecture("wild-smoke")["lnet"],
     "lnets": {"steps_o": 2, "steps_s": 2, "batch_size": 4, "scene_size": 64, "face_px": [16, 40],
-              "window_size": 48, "hard_negative_photos": 2},
+              "window_size": 48, "hard_negative_photos": 2,
+              "native_bf16": {"o_draws": 1, "s_draws": 1}},
     "scenes": {"count": 4, "size": [160, 120], "face_px": [24, 60], "test_count": 4},
     "anet_pretrain": {"epochs": 1, "max_steps": 2, "batch_size": 8},
     "lnet_finetune": {"epochs": 1, "max_steps": 2, "batch_size": 4, "headshoulder": "boxes"},
@@ -357,7 +365,7 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
 FAMILIES = ("anet", "ssp-ssg")
 
 
-def for_this_cpu(options: dict, on_cpu: bool) -> dict:
+def for_this_cpu(options: dict, on_cpu: bool, who: str = "ANet trains") -> dict:
     """Training options with their "native_bf16" block resolved: where the job trains in this
     process on this CPU (``on_cpu``) and the CPU computes bf16 in hardware, the block's options
     replace the others and its ``epoch_scale`` multiplies the epochs (a faster step buys more of
@@ -372,7 +380,7 @@ def for_this_cpu(options: dict, on_cpu: bool) -> dict:
         if "epochs" in options:
             native["epochs"] = max(1, round(options["epochs"] * scale))
         options.update(native)
-        print(f"[reproduce] this CPU computes bf16: ANet trains with {json.dumps(native)}")
+        print(f"[reproduce] this CPU computes bf16: {who} with {json.dumps(native)}")
     return options
 
 
@@ -822,10 +830,12 @@ def validation_scenes(root: str, split: str, backgrounds: list[str], recipe: dic
 
 def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int,
                       limit: int | None, held: list[str] | None = None) -> tuple[dict, dict]:
-    """LNet_o and LNet_s trained on train faces x train backgrounds (train/lnet_scenes.py).
-    With several LNet_s draws ("s_draws"), the one that finds the most faces in the calibration
-    scenes (val faces x ``held`` backgrounds) at the calibration's false-detection budget is
-    kept: LNet_s alone swings from run to run (calibration recall 0.00-0.83; README)."""
+    """LNet_o and LNet_s trained on train faces x train backgrounds (train/lnet_scenes.py):
+    "o_draws" LNet_o (seeds seed, seed + 1, ...), each with "s_draws" LNet_s (`train_lnets`).
+    With more than one pair, the pair that finds the most faces in the calibration scenes (val
+    faces x ``held`` backgrounds) at the calibration's false-detection budget is kept: LNet_s
+    swings from run to run (calibration recall 0.00-0.83), and with it how good LNet_o's
+    proposals and hard negatives were (README)."""
     from faceattr_ray.data.scenes import load_background
     from faceattr_ray.evaluation.localization_metrics import choose_threshold
     from faceattr_ray.localizers.pyramid import PyramidLNetLocalizer
@@ -834,22 +844,30 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
 
     faces, labels = split_faces(root, "train", limit)
     config = LNetConfig.from_dict({**recipe["lnet_arch"], "num_attributes": labels.shape[1]})
-    lnet_o, draws, info = train_lnets(faces, labels, [load_background(p) for p in backgrounds],
-                                      config, recipe["lnets"], seed,
-                                      log=lambda m: print(f"[reproduce] {m}", flush=True))
-    if len(draws) > 1 and held:
+    options = for_this_cpu(recipe["lnets"], True, "the LNets train")
+    images = [load_background(p) for p in backgrounds]
+    pairs, info = [], {}
+    for j in range(int(options.get("o_draws", 1))):
+        lnet_o, draws, stage = train_lnets(faces, labels, images, config, options, seed + j,
+                                           log=lambda m: print(f"[reproduce] {m}", flush=True))
+        pairs += [(lnet_o, lnet_s) for lnet_s in draws]
+        for key, value in stage.items():  # the seconds add up; the rest is the first stage's
+            info[key] = round(info.get(key, 0) + value, 1) if key.endswith("_seconds") \
+                else info.get(key, value)
+    if len(pairs) > 1 and held:
         images, boxes = calibration_scenes(root, held, recipe, seed)
         max_false = recipe["scenes"].get("max_false_per_image", 0.25)
         recalls = []
-        for lnet_s in draws:  # read as `calibrate_scene_localizer` reads the bundle's
+        for lnet_o, lnet_s in pairs:  # read as `calibrate_scene_localizer` reads the bundle's
             localizer = PyramidLNetLocalizer(lnet_o, lnet_s, None,
                                              **pyramid_reading(recipe["lnets"]))
             _, found = calibration_detections(localizer, images, boxes)
             recalls.append(choose_threshold(localizer, images, boxes, max_false,
                                             detections=found)["recall"])
+        # in order: LNet_o draw 0's LNet_s draws, then LNet_o draw 1's, ...
         info["s_draws_val_recall"] = [round(r, 4) for r in recalls]
-        draws = [draws[int(np.argmax(recalls))]]
-    return {"lnet_o": lnet_o, "lnet_s": draws[0]}, info
+        pairs = [pairs[int(np.argmax(recalls))]]
+    return {"lnet_o": pairs[0][0], "lnet_s": pairs[0][1]}, info
 
 
 def calibration_scenes(root: str, backgrounds: list[str], recipe: dict,

@@ -219,7 +219,7 @@ def test_attribute_network_gets_its_wild_crops_whether_lnets_are_trained_or_give
     (False, True, {"epochs": 3}), (True, False, {"epochs": 3})])
 def test_native_bf16_options_apply_only_in_process_on_a_cpu_that_computes_bf16(
         monkeypatch, native, on_cpu, expected):
-    """ANet's "native_bf16" block replaces its options only where bf16 pays (a CPU with AVX-512
+    """ANet's (and the LNets') "native_bf16" block replaces its options only where bf16 pays (a CPU with AVX-512
     BF16 or AMX, training in this process), and scales whatever epochs the recipe sets (the
     same minutes buy more); elsewhere the recipe trains as written (float32, its own epochs).
     The block itself never reaches the training job; the demo's toy and a recipe that sets the
@@ -240,6 +240,12 @@ def test_native_bf16_options_apply_only_in_process_on_a_cpu_that_computes_bf16(
     off = reproduce.resolve_recipe(False, '{"anet_finetune": {"native_bf16": null}}')
     assert reproduce.for_this_cpu(off["anet_finetune"], on_cpu)["epochs"] == 58
     assert reproduce.for_this_cpu(demo.DEMO_RECIPE["anet_finetune"], on_cpu)["epochs"] == 8
+    # the LNets (always trained in this process): bf16 with scenes from a child process and
+    # more LNet_s draws to choose from, or as written
+    lnets = reproduce.for_this_cpu(reproduce.RECIPE["lnets"], True)
+    assert ((lnets["o_draws"], lnets["s_draws"], lnets.get("precision", "fp32"),
+             lnets.get("prefetch", "thread"))
+            == ((2, 2, "bf16", "process") if native else (1, 2, "fp32", "thread")))
 
 
 def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
@@ -267,3 +273,35 @@ def test_the_lnet_s_draw_finding_most_calibration_faces_is_kept(monkeypatch):
     assert info["s_draws_val_recall"] == [0.3, 0.8]
     nets, info = reproduce.train_scene_lnets("root", [], recipe, 0, None, None)
     assert nets["lnet_s"] is draws[0] and "s_draws_val_recall" not in info
+
+
+def test_with_two_lnet_o_draws_the_best_pair_is_kept_with_its_own_lnet_o(monkeypatch):
+    """"o_draws": 2 trains the LNet stage twice (seeds seed and seed + 1), each LNet_o with its
+    own LNet_s draws; the pair that finds the most calibration faces is kept whole (an LNet_s
+    never goes with another draw's LNet_o); the stage seconds add up."""
+    from faceattr_ray import reproduce
+    from faceattr_ray.train import lnet_scenes
+
+    seeds: list[int] = []
+
+    def stage(faces, labels, images, config, options, seed, log):
+        seeds.append(seed)
+        return f"o{seed}", [f"s{seed}.{k}" for k in range(options["s_draws"])], \
+            {"lnet_o_seconds": 1.0, "lnet_s_seconds": 2.0, "hard_negatives": 10 + seed}
+
+    monkeypatch.setattr(reproduce, "split_faces", lambda *a: (None, np.zeros((1, 40))))
+    monkeypatch.setattr(lnet_scenes, "train_lnets", stage)
+    monkeypatch.setattr(reproduce, "calibration_scenes", lambda *a: ([], []))
+    recall = {"s5.0": 0.5, "s5.1": 0.2, "s6.0": 0.4, "s6.1": 0.7}
+    monkeypatch.setattr(reproduce, "calibration_detections", lambda loc, *a: ({}, loc.pair))
+    monkeypatch.setattr("faceattr_ray.evaluation.localization_metrics.choose_threshold",
+                        lambda *a, detections, **k: {"recall": recall[detections[1]]})
+    monkeypatch.setattr("faceattr_ray.localizers.pyramid.PyramidLNetLocalizer.__init__",
+                        lambda self, o, s, *a, **k: setattr(self, "pair", (o, s)))
+    recipe = reproduce.merge(reproduce.resolve_recipe(True, None),
+                             {"lnets": {"o_draws": 2, "s_draws": 2, "native_bf16": None}})
+    nets, info = reproduce.train_scene_lnets("root", [], recipe, 5, None, ["held.jpg"])
+    assert seeds == [5, 6]
+    assert nets == {"lnet_o": "o6", "lnet_s": "s6.1"}
+    assert info["s_draws_val_recall"] == [0.5, 0.2, 0.4, 0.7]
+    assert info["lnet_o_seconds"] == 2.0 and info["lnet_s_seconds"] == 4.0
