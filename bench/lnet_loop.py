@@ -88,11 +88,10 @@ def main(args: argparse.Namespace) -> None:
         maker = SceneMaker(faces, labels, [load_background(p) for p in listed],
                            size=(r["scene_size"], r["scene_size"]), face_px=tuple(r["face_px"]))
     config = LNetConfig.from_dict({**recipe["lnet_arch"], "num_attributes": labels.shape[1]})
-    # LNet_s reads LNet_o's false proposals as a fifth of its inputs (cut from photos, cheap to
-    # make): stand-ins here, windows of the backgrounds
-    hard = lnet_scenes.SceneBatches(maker, lnet_scenes.SceneTrainConfig(
-        stage="s", window_size=r["window_size"]), labels.shape[1]).batch(
-        np.random.default_rng(0), 64)[0]
+    # LNet_s reads LNet_o's false proposals as a fifth of its inputs (windows cut from the
+    # photos once, before the loop): stand-ins here, windows of the backgrounds
+    rng, side = np.random.default_rng(0), r["window_size"]
+    hard = np.stack([maker.background(rng, (side, side)) for _ in range(64)])
     rates: dict[str, dict[str, list[float]]] = {
         stage: {name: [] for name in args.settings} for stage in args.stages}
     for round_ in range(args.rounds):
@@ -102,7 +101,7 @@ def main(args: argparse.Namespace) -> None:
                     stage=stage, steps=args.steps, batch_size=r["batch_size"], lr=r["lr"],
                     weight_decay=r["weight_decay"], scene_size=r["scene_size"],
                     face_px=tuple(r["face_px"]), window_size=r["window_size"], seed=round_,
-                    **SETTINGS[name])
+                    log_every=1, **SETTINGS[name])  # a line every step: the steady rate
                 marks: list[tuple[float, int]] = []
 
                 def log(message: str, marks=marks) -> None:
@@ -110,8 +109,7 @@ def main(args: argparse.Namespace) -> None:
                     if done > args.warmup or done == args.steps:
                         marks.append((time.perf_counter(), done))
 
-                with _log_every_step(lnet_scenes):
-                    lnet_scenes.train_lnet(maker, cfg, config, log=log, hard_negatives=hard)
+                lnet_scenes.train_lnet(maker, cfg, config, log=log, hard_negatives=hard)
                 rates[stage][name].append(steady_rate(marks, r["batch_size"]))
     best = {stage: {name: round(max(v), 1) for name, v in by.items()} for stage, by in rates.items()}
     first, last = args.settings[0], args.settings[-1]
@@ -130,21 +128,6 @@ def main(args: argparse.Namespace) -> None:
                                   for stage, by in best.items()},
                       "steps": args.steps, "batch_size": r["batch_size"],
                       "native_bf16": cpu_has_native_bf16()}))
-
-
-class _log_every_step:
-    """The loop's progress line on every step (it logs every 100th): the steady rate is timed
-    from the step after the warm-up."""
-
-    def __init__(self, module) -> None:
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.saved = self.module.LOG_EVERY
-        self.module.LOG_EVERY = 1
-
-    def __exit__(self, *exc) -> None:
-        self.module.LOG_EVERY = self.saved
 
 
 if __name__ == "__main__":

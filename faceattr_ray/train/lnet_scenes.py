@@ -38,12 +38,11 @@ from PIL import Image
 from faceattr_ray.data.scenes import Scene, SceneMaker, degrade_image, image_tags
 from faceattr_ray.errors import RecipeError
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
-from faceattr_ray.runtime import amp_dtype, check_precision, to_channels_last
-from faceattr_ray.train.common import prefetched
+from faceattr_ray.runtime import check_precision, to_channels_last
+from faceattr_ray.train.common import autocast, prefetched
 
 STAGES = ("o", "s")
 PREFETCH = ("thread", "process")
-LOG_EVERY = 100  # steps between progress lines
 
 
 @dataclass
@@ -62,6 +61,7 @@ class SceneTrainConfig:
     attribute_weight: float = 0.5     # attribute tags' share of the loss next to the face tag
     seed: int = 0
     threads: int = 0                  # torch threads (0 = leave as is)
+    log_every: int = 100              # steps between progress lines
     # "bf16": autocast, for CPUs that compute bf16 (runtime.cpu_has_native_bf16); channels_last:
     # NHWC convolutions. With prefetch "process" and 1 thread, the loop runs 1.73x (LNet_o) and
     # 1.39x (LNet_s) faster on an AMX Xeon (bench/lnet_loop.py)
@@ -230,8 +230,8 @@ def batches_in_process(batches: SceneBatches, seeds: list[list[int]], n: int,
         try:
             while pending:
                 item = pending.popleft().result()
-                for s in itertools.islice(todo, 1):
-                    pending.append(pool.submit(_child_batch, s, n))
+                if (seed := next(todo, None)) is not None:
+                    pending.append(pool.submit(_child_batch, seed, n))
                 yield item
         finally:
             for f in pending:
@@ -300,7 +300,6 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
         model.load_state_dict(init.state_dict())
     if cfg.channels_last:
         to_channels_last(model)
-    dtype = amp_dtype(cfg.precision, torch.device("cpu"))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches = SceneBatches(maker, cfg, num_attributes, hard_negatives)
@@ -320,7 +319,7 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
             x = x.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(torch.device("cpu"), {"precision": cfg.precision}):
             logits = model(x)
         loss = tag_loss(logits.float(), torch.from_numpy(face), torch.from_numpy(tags),
                         cfg.attribute_weight)
@@ -329,7 +328,7 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
         opt.step()
         seen += len(images)
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        if rank == 0 and (step % LOG_EVERY == 0 or step == cfg.steps - 1):
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
             rate = seen / (time.perf_counter() - t0)
             log(f"lnet_{cfg.stage} step {step + 1}/{cfg.steps} loss {running:.4f} "
                 f"({rate:.0f} inputs/s)")
