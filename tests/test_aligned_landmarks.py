@@ -78,6 +78,13 @@ def test_move_face_moves_image_mask_and_point_alike():
     ys, xs = np.nonzero(moved[..., 0] > 127)
     assert (xs.mean() + 0.5, ys.mean() + 0.5) == pytest.approx(want, abs=0.6)
     assert set(np.unique(mmask)) <= {0, EYES}  # nearest neighbour: no new labels
+    # turned too (clockwise on screen): the spot goes where moved_point says, and the border
+    # is filled (reflected), not black
+    turned, _ = move_face(np.maximum(img, 20), None, 0.9, -2.0, 4.0, angle=12.0)
+    want = moved_point((32.0, 52.0), (89, 109), 0.9, -2.0, 4.0, angle=12.0)
+    ys, xs = np.nonzero(turned[..., 0] > 127)
+    assert (xs.mean() + 0.5, ys.mean() + 0.5) == pytest.approx(want, abs=0.6)
+    assert turned.min() >= 20
 
 
 def test_photo_texture_changes_the_background_not_the_mask():

@@ -90,6 +90,12 @@ def test_masked_bce_ignores_unknown_labels():
     ref = torch.nn.functional.binary_cross_entropy_with_logits(logits[known], labels[known])
     assert torch.allclose(loss, ref)
     assert stats["count"] == 4 and stats["correct"] == 3  # the 5.0 vs 0 is wrong
+    # smoothed: the targets 1 and 0 become 0.95 and 0.05; accuracy still counts the tags
+    smooth, smooth_stats = masked_bce(logits, labels, smoothing=0.1)
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[known], labels[known] * 0.9 + 0.05)
+    assert torch.allclose(smooth, ref) and smooth > loss
+    assert smooth_stats["correct"] == 3
 
 
 def test_ten_crop_covers_centre_corners_and_flips():
@@ -116,6 +122,28 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lr_factor({"epochs": 10}, 0.7) == 1.0  # the default stays constant
     with pytest.raises(ValueError, match="schedule"):
         lr_factor({"epochs": 1, "schedule": "step"}, 0.5)
+
+
+def test_aligned_crops_are_jittered_when_training_only(tmp_path):
+    """``jitter`` zooms, turns and recolours aligned training crops (mildly: still the same
+    face), never a validation or evaluation crop, nor a face found with a box."""
+    from faceattr_ray.data.face_jitter import jitter_aligned
+    from faceattr_ray.train.finetune import training_crop
+
+    image = np.asarray(Image.open(os.path.join(write_celeba(str(tmp_path)), "img_align_celeba",
+                                               "000001.jpg")))
+    cfg = {"preprocess": {}, "jitter": {"scale": 0.08, "degrees": 10, "brightness": 0.2,
+                                        "contrast": 0.2, "saturation": 0.15}}
+    aligned, found = np.full(4, np.nan), [4.0, 4.0, 60.0, 60.0]
+    plain = training_crop(image, aligned, {"preprocess": {}}, 48, True, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    assert (training_crop(image, aligned, cfg, 48, False, rng) == plain).all()
+    assert (training_crop(image, found, cfg, 48, True, rng)
+            == training_crop(image, found, {"preprocess": {}}, 48, True, rng)).all()
+    jittered = [training_crop(image, aligned, cfg, 48, True, rng) for _ in range(8)]
+    gaps = [np.abs(j.astype(float) - plain).mean() for j in jittered]
+    assert min(gaps) > 1.0 and max(gaps) < 40.0 and len({round(g, 3) for g in gaps}) == 8
+    assert (jitter_aligned(plain, {}, rng) == plain).all()  # no jitter asked: the crop itself
 
 
 def test_local_finetune_learns_attributes(tmp_path):

@@ -1,6 +1,7 @@
-"""Two ways to make part masks of one kind of face teach a network about another.
+"""Jitter of face crops: two ways to make part masks of one kind of face teach a network about
+another, and the jitter of aligned crops when an attribute network trains on them.
 
-- `move_face`: a known similarity transform (scale about the centre, then a shift) of an image
+- `move_face`: a known similarity transform (scale and turn about the centre, then a shift) of an image
   and its mask together, the border filled by reflection (no black frame to key on). Training
   with it means the parts must be found by how they look, not where the alignment puts them;
   checking with it (`bench/parsing.py --move`) tells a parsing that follows the face from a
@@ -9,6 +10,8 @@
   so the drawn face's background is replaced by a crop of a real photo and its hair and skin
   get the photo's fine texture (its high-pass, at a random strength); a random blur, noise and
   JPEG round trip follow. The masks do not change.
+- `jitter_aligned`: an aligned training crop slightly zoomed, turned and recoloured, so the
+  network does not learn the alignment's exact pixels (README, results: issue 19).
 """
 
 from __future__ import annotations
@@ -25,22 +28,29 @@ PHOTO_SIDE = 256  # photos are kept at this long side: texture at about a face c
 
 
 def moved_point(point: tuple[float, float], size: tuple[int, int], scale: float, dx: float,
-                dy: float) -> tuple[float, float]:
+                dy: float, angle: float = 0.0) -> tuple[float, float]:
     """Where `move_face` takes ``point`` (continuous pixel coordinates) of a ``size`` (W, H)
     image."""
     cx, cy = size[0] / 2, size[1] / 2
-    return cx + scale * (point[0] - cx) + dx, cy + scale * (point[1] - cy) + dy
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    x, y = point[0] - cx, point[1] - cy
+    return cx + scale * (cos * x - sin * y) + dx, cy + scale * (sin * x + cos * y) + dy
 
 
-def move_face(image: np.ndarray, mask: np.ndarray | None, scale: float, dx: float, dy: float
-              ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The image (and mask, by nearest neighbour) scaled by ``scale`` about the centre and
-    shifted by (dx, dy) pixels, same size; what comes in from outside is the reflected border."""
+def move_face(image: np.ndarray, mask: np.ndarray | None, scale: float, dx: float, dy: float,
+              angle: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image (and mask, by nearest neighbour) scaled by ``scale`` and turned by ``angle``
+    degrees (clockwise on screen) about the centre, then shifted by (dx, dy) pixels, same size;
+    what comes in from outside is the reflected border."""
     h, w = image.shape[:2]
-    pad = int(np.ceil(max(w, h) * max(0.0, 1 / scale - 1) / 2 + max(abs(dx), abs(dy)) / scale)) + 2
-    # output (x', y') reads input x = c + (x' - c - dx) / scale, in the padded frame (+ pad)
-    a = 1.0 / scale
-    coeffs = (a, 0.0, w / 2 + pad - (w / 2 + dx) * a, 0.0, a, h / 2 + pad - (h / 2 + dy) * a)
+    # the farthest output corner reads this far from the centre; the pad must reach it
+    reach = (np.hypot(w, h) / 2 + np.hypot(dx, dy)) / scale
+    pad = int(np.ceil(max(0.0, reach - min(w, h) / 2))) + 2
+    # output p' reads input p = c + R(-angle) (p' - c - d) / scale, in the padded frame (+ pad)
+    cos, sin = np.cos(np.radians(angle)) / scale, np.sin(np.radians(angle)) / scale
+    ox, oy = w / 2 + dx, h / 2 + dy
+    coeffs = (cos, sin, w / 2 + pad - (cos * ox + sin * oy),
+              -sin, cos, h / 2 + pad - (-sin * ox + cos * oy))
 
     def warp(arr: np.ndarray, resample) -> np.ndarray:
         widths = ((pad, pad), (pad, pad)) + (((0, 0),) if arr.ndim == 3 else ())
@@ -49,6 +59,22 @@ def move_face(image: np.ndarray, mask: np.ndarray | None, scale: float, dx: floa
 
     moved = warp(image, Image.BILINEAR)
     return moved, None if mask is None else warp(mask, Image.NEAREST)
+
+
+def jitter_aligned(crop: np.ndarray, jitter: dict, rng: np.random.Generator) -> np.ndarray:
+    """An aligned face crop zoomed by up to ``jitter["scale"]`` (a share either way) and turned
+    by up to ``jitter["degrees"]`` about its centre, then its brightness, contrast and
+    saturation each multiplied by 1 +- up to their share. Mild by design: nothing an attribute
+    depends on is cut off or mirrored, and hair and lip colours stay what their tags say."""
+    scale = 1.0 + rng.uniform(-1, 1) * jitter.get("scale", 0.0)
+    angle = rng.uniform(-1, 1) * jitter.get("degrees", 0.0)
+    out = move_face(crop, None, scale, 0.0, 0.0, angle)[0].astype(np.float32)
+    out *= 1.0 + rng.uniform(-1, 1) * jitter.get("brightness", 0.0)
+    mean = out.mean()
+    out = mean + (out - mean) * (1.0 + rng.uniform(-1, 1) * jitter.get("contrast", 0.0))
+    grey = out.mean(axis=2, keepdims=True)
+    out = grey + (out - grey) * (1.0 + rng.uniform(-1, 1) * jitter.get("saturation", 0.0))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def load_photos(folder: str) -> list[np.ndarray]:

@@ -230,11 +230,18 @@ def training_crop(image: np.ndarray, box, cfg: dict, size: int, train: bool,
                   rng: np.random.Generator) -> np.ndarray:
     """The face crop a row gives an attribute network: when training with cfg["wild"], an
     aligned row (no box) becomes a wild crop with probability wild["share"]; otherwise the
-    job's framing of its box (`face_crop`)."""
+    job's framing of its box (`face_crop`), and when training with cfg["jitter"], an aligned
+    crop is zoomed, turned and recoloured a little (`data.face_jitter.jitter_aligned`)."""
+    aligned = np.isnan(np.asarray(box, dtype=float)).all()
     wild = cfg.get("wild") if train else None
-    if wild and np.isnan(np.asarray(box, dtype=float)).all() and rng.random() < wild["share"]:
+    if wild and aligned and rng.random() < wild["share"]:
         return wild_crop(image, cfg, size, rng)
-    return face_crop(image, box, cfg, size)
+    crop = face_crop(image, box, cfg, size)
+    if train and aligned and cfg.get("jitter"):
+        from faceattr_ray.data.face_jitter import jitter_aligned
+
+        crop = jitter_aligned(crop, cfg["jitter"], rng)
+    return crop
 
 
 _SCENE_MAKERS: dict = {}  # one per process and background list: photos decoded once
@@ -266,7 +273,7 @@ def build_anet(cfg: dict) -> nn.Module:
 
 def anet_loss(model, batch: dict, cfg: dict):
     _, logits = model(batch["image"])
-    return masked_bce(logits, batch["label"])
+    return masked_bce(logits, batch["label"], cfg.get("label_smoothing", 0.0))
 
 
 ANET_JOB = Job(name="finetune-anet", build=build_anet, rows=anet_rows,

@@ -26,16 +26,20 @@ def similarity_loss(features: torch.Tensor, identities: torch.Tensor) -> torch.T
     return pair_sum / pairs.clamp(min=1).to(features.dtype)
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
+               smoothing: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Sigmoid cross-entropy over the known labels only (NaN = not tagged for that image).
 
+    ``smoothing``: each tag's target moves that share towards 1/2 (0 -> s/2, 1 -> 1 - s/2),
+    so the loss stops rewarding certainty a few thousand faces cannot back.
     Returns the mean loss over known labels, plus correct/count sums for attribute accuracy
     (tensors: summing them over an epoch does not wait on the GPU every step).
     """
     logits = logits.float()
     known = ~torch.isnan(labels)
     target = torch.where(known, labels, torch.zeros_like(labels))
-    per_label = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    soft = target * (1 - smoothing) + smoothing / 2 if smoothing else target
+    per_label = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")
     count = known.sum()
     loss = (per_label * known).sum() / count.clamp(min=1)
     correct = (((logits > 0).float() == target) & known).sum()
