@@ -171,6 +171,28 @@ def test_scene_boxes_cover_the_pasted_faces():
     np.testing.assert_array_equal(scene.labels[0], labels[scene.face_index[0]])
 
 
+def test_grey_share_turns_that_share_of_scenes_grey_and_nothing_else():
+    """``grey_share`` sets how many training scenes are grey; the scenes are otherwise the same
+    (same draws), so a recipe comparing two shares compares only that."""
+    faces, labels = _faces()
+    backgrounds = [np.dstack([np.full((200, 300), v, np.uint8) for v in (40, 120, 200)])]
+
+    def grey(scene) -> bool:  # noise and JPEG after the grey leave a little colour
+        spread = scene.image.max(2).astype(float) - scene.image.min(2)
+        return bool(spread.mean() < 30)
+
+    scenes = {share: [SceneMaker(faces, labels, backgrounds, size=(96, 96), face_px=(30, 50),
+                                 grey_share=share)(np.random.default_rng(k)) for k in range(60)]
+              for share in (None, 0.0, 0.5, 1.0)}
+    counts = {share: sum(grey(s) for s in made) for share, made in scenes.items()}
+    assert counts[0.0] == 0 and counts[1.0] == 60
+    assert 4 <= counts[None] <= 16 and 20 <= counts[0.5] <= 40  # 0.15 and 0.5 of 60
+    for a, b in zip(scenes[None], scenes[0.5], strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        if grey(a) == grey(b):
+            np.testing.assert_array_equal(a.image, b.image)
+
+
 def _covered_by_later_pastes(maker: SceneMaker, seed: int, scenes: int) -> list[float]:
     """Per face of ``scenes`` scenes: the share of its box whose pixels a later paste changed
     by more than 40 levels, read from the canvas itself (not from the maker's arithmetic)."""
@@ -260,6 +282,29 @@ def test_several_lnet_s_draws_come_back_and_the_first_is_the_single_draw():
     first, again, other = (dict(n.state_dict()) for n in (one[0], two[0], two[1]))
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_the_recipes_grey_share_reaches_the_lnets_training_scenes(monkeypatch):
+    """RECIPE's ``lnets.grey_share`` is what `train_lnets` makes its scenes with."""
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.reproduce import SMOKE
+    from faceattr_ray.train import lnet_scenes
+
+    made = []
+
+    class Recording(SceneMaker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.grey_share)
+
+    monkeypatch.setattr(lnet_scenes, "SceneMaker", Recording)
+    faces, labels = _faces()
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+    recipe = {**SMOKE["lnets"], "lr": 0.003, "weight_decay": 1e-4, "grey_share": 0.7}
+    lnet_scenes.train_lnets(faces, labels, _backgrounds(), config, recipe, seed=3,
+                            log=lambda m: None)
+    assert made == [0.7]
 
 
 def test_lnet_s_can_start_from_lnet_o():

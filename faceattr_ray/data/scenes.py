@@ -136,13 +136,16 @@ def _jitter_colour(img: Image.Image, rng: np.random.Generator, strength: float) 
     return img
 
 
-def degrade_image(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+def degrade_image(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
+                  grey_share: float | None = None) -> np.ndarray:
     """What real photos do to a picture, at random: blur, sensor noise, JPEG, grey, low light.
-    Geometry is unchanged, so boxes and labels stay valid."""
+    Geometry is unchanged, so boxes and labels stay valid. ``grey_share``: the chance of grey
+    (default 0.15 x strength); the random draws are the same whatever it is, so two shares
+    give the same pictures but for which of them are grey."""
     out = Image.fromarray(img)
     if rng.random() < 0.3 * strength:
         out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
-    if rng.random() < 0.15 * strength:
+    if rng.random() < (0.15 * strength if grey_share is None else grey_share):
         out = out.convert("L").convert("RGB")
     a = np.asarray(out)
     if rng.random() < 0.3 * strength:
@@ -183,7 +186,7 @@ class SceneMaker:
                  size: tuple[int, int] = (128, 128), face_px: tuple[float, float] = (24, 64),
                  max_faces: int = 3, empty_share: float = 0.4, max_rotation: float = 20.0,
                  degrade: float = 1.0, context_share: float = 0.0, distractors: int = 0,
-                 max_hidden: float | None = None) -> None:
+                 max_hidden: float | None = None, grey_share: float | None = None) -> None:
         if len(faces) == 0 or len(backgrounds) == 0:
             raise DataError("scenes need at least one face and one background")
         self.faces, self.labels = faces, np.asarray(labels, np.float32)
@@ -193,7 +196,12 @@ class SceneMaker:
         self.empty_share, self.max_rotation, self.degrade = empty_share, max_rotation, degrade
         self.context_share, self.distractors = context_share, distractors
         self.max_hidden = max_hidden
+        self.grey_share = grey_share  # of degraded pictures (`degrade_image`'s default if None)
         self._masks: dict[tuple[str, int, int], np.ndarray] = {}  # (shape, h, w) -> alpha
+
+    def degraded(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``image`` degraded as this maker's scenes are (`degrade_image`)."""
+        return degrade_image(image, rng, self.degrade, self.grey_share)
 
     def background(self, rng: np.random.Generator,
                    size: tuple[int, int] | None = None) -> np.ndarray:
@@ -228,7 +236,7 @@ class SceneMaker:
             boxes.append(box)
             labels.append(self.labels[i])
             index.append(i)
-        image = degrade_image(np.clip(canvas, 0, 255).astype(np.uint8), rng, self.degrade)
+        image = self.degraded(np.clip(canvas, 0, 255).astype(np.uint8), rng)
         a = self.labels.shape[1]
         return Scene(image, np.array(boxes, np.float32).reshape(-1, 4),
                      np.array(labels, np.float32).reshape(-1, a), np.array(index, np.int64))
@@ -319,7 +327,7 @@ class SceneMaker:
         placed = None
         while placed is None:  # always fits: the canvas is larger than the face's crop
             placed = self._paste(canvas, rng, [], face, (face_w, face_w))
-        image = degrade_image(np.clip(canvas, 0, 255).astype(np.uint8), rng, self.degrade)
+        image = self.degraded(np.clip(canvas, 0, 255).astype(np.uint8), rng)
         return image, placed[1]
 
 

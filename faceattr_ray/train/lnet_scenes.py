@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from faceattr_ray.data.scenes import Scene, SceneMaker, degrade_image, image_tags
+from faceattr_ray.data.scenes import Scene, SceneMaker, image_tags
 from faceattr_ray.errors import RecipeError
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
 from faceattr_ray.runtime import check_precision, to_channels_last
@@ -145,7 +145,7 @@ def face_cut_window(maker: SceneMaker, rng: np.random.Generator, out: int,
         iy = max(0.0, min(y2, wy + side) - max(y1, wy))
         if ix * iy / (fw * fh) <= 0.65:
             return crop_window(image, (wx, wy, wx + side, wy + side), out)
-    return degrade_image(maker.background(rng, (out, out)), rng, maker.degrade)
+    return maker.degraded(maker.background(rng, (out, out)), rng)
 
 
 def random_window(scene: Scene, rng: np.random.Generator, out: int) -> np.ndarray:
@@ -191,7 +191,7 @@ class SceneBatches:
             return head_shoulder_window(scene, 0, rng, out, zoom, jitter=0.4), 0.0, none
         # A window of a face-free photo (same backgrounds, same degradations).
         empty = self.maker.background(rng, (out, out))
-        return degrade_image(empty, rng, self.maker.degrade), 0.0, none
+        return self.maker.degraded(empty, rng), 0.0, none
 
     def batch(self, rng: np.random.Generator, n: int):
         items = [self.sample(rng) for _ in range(n)]
@@ -369,7 +369,7 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
         raise RecipeError(f'lnets "s_init" must be "lnet_o" or null, not {r["s_init"]!r}')
     maker = SceneMaker(faces, labels, backgrounds, size=(r["scene_size"], r["scene_size"]),
                        face_px=tuple(r["face_px"]), context_share=r.get("context_share", 0.0),
-                       distractors=r.get("distractors", 0))
+                       distractors=r.get("distractors", 0), grey_share=r.get("grey_share"))
     common = {"batch_size": r["batch_size"], "lr": r["lr"], "weight_decay": r["weight_decay"],
               "window_size": r["window_size"], "seed": seed,
               "precision": r.get("precision", "fp32"), "channels_last": r.get("channels_last", False),
