@@ -1,10 +1,10 @@
 """Jitter of face crops: two ways to make part masks of one kind of face teach a network about
 another, and the jitter of aligned crops when an attribute network trains on them.
 
-- `move_face`: a known similarity transform (scale and turn about the centre, then a shift) of an image
-  and its mask together, the border filled by reflection (no black frame to key on). Training
-  with it means the parts must be found by how they look, not where the alignment puts them;
-  checking with it (`bench/parsing.py --move`) tells a parsing that follows the face from a
+- `move_face`: a known similarity transform (scale and turn about the centre, then a shift) of
+  an image and its mask together, the border filled by reflection (no black frame to key on).
+  Training with it means the parts must be found by how they look, not where the alignment puts
+  them; checking with it (`bench/parsing.py --move`) tells a parsing that follows the face from a
   fixed template. `moved_point` moves a landmark the same way.
 - `photo_texture`: drawn faces look like drawings (flat colours, clean edges) and photos do not,
   so the drawn face's background is replaced by a crop of a real photo and its hair and skin
@@ -68,7 +68,9 @@ def jitter_aligned(crop: np.ndarray, jitter: dict, rng: np.random.Generator) -> 
     depends on is cut off or mirrored, and hair and lip colours stay what their tags say."""
     scale = 1.0 + rng.uniform(-1, 1) * jitter.get("scale", 0.0)
     angle = rng.uniform(-1, 1) * jitter.get("degrees", 0.0)
-    out = move_face(crop, None, scale, 0.0, 0.0, angle)[0].astype(np.float32)
+    if scale != 1.0 or angle != 0.0:  # batch makers call this per crop: no warp for nothing
+        crop = move_face(crop, None, scale, 0.0, 0.0, angle)[0]
+    out = crop.astype(np.float32)
     out *= 1.0 + rng.uniform(-1, 1) * jitter.get("brightness", 0.0)
     mean = out.mean()
     out = mean + (out - mean) * (1.0 + rng.uniform(-1, 1) * jitter.get("contrast", 0.0))
