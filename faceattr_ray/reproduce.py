@@ -88,6 +88,10 @@ RECIPE: dict = {
               # more find the faces of group photos (val scenes of up to 8 faces: recall +6 to
               # +9 points; README, results); hard negatives are still mined from 12
               "max_proposals": 24,
+              # how far (face widths) from a proposal LNet_s looks for its peak; None: the whole
+              # head-shoulder window. 0.5 raised the share of val faces any find reaches, not
+              # the recall at the threshold (README, seventeenth round), so it is off
+              "refine_radius": None,
               "init": None,  # a bundle whose LNets to take as they are (skips their training)
               # on a CPU that computes bf16 (as ANet's block below): bf16 autocast, channels-
               # last kernels and scenes pasted by a child process while one thread runs the

@@ -86,3 +86,33 @@ def test_geometry_and_threshold_from_scenes_with_known_boxes():
     chosen = choose_threshold(loc, images, boxes, max_false_per_image=1.0, iou=0.3)
     assert chosen["false_per_image"] <= 1.0
     assert chosen["recall"] >= 0.5
+
+
+def test_refine_radius_keeps_a_proposal_on_its_own_face_beside_a_brighter_one():
+    # Two faces side by side, as in a group photo: LNet_s's window around the dim one holds
+    # the bright one too. Searching the whole window moves the proposal onto the neighbour
+    # (which another proposal holds, so one face is lost to NMS); within half a face width of
+    # the window's centre it stays.
+    image = np.zeros((160, 320, 3), np.uint8)
+    image[64:96, 100:132] = 170  # dim face, centre (116, 80)
+    image[64:96, 140:172] = 255  # bright neighbour, centre (156, 80)
+    proposal = np.array([[116.0, 80.0, 32.0, 0.9]])
+    options = {"lnet_s": BrightSpot(), "window_faces": 3.5, "zooms": (1.0,)}
+    anywhere = _localizer(**options).refine(image, proposal)
+    near = _localizer(**options, refine_radius=0.5).refine(image, proposal)
+    assert abs(anywhere[0, 0] - 156) < 8
+    assert abs(near[0, 0] - 116) < 8 and abs(near[0, 1] - 80) < 8
+    assert _localizer(refine_radius=0.5).options()["refine_radius"] == 0.5
+
+
+def test_the_recipe_sets_how_the_pyramid_localizer_reads_its_lnets():
+    from faceattr_ray.reproduce import RECIPE
+    from faceattr_ray.train.lnet_scenes import pyramid_reading
+
+    reading = pyramid_reading(RECIPE["lnets"])
+    lo, hi = RECIPE["lnets"]["face_px"]
+    assert reading["canonical"] == pytest.approx((lo * hi) ** 0.5)
+    assert reading["max_proposals"] == RECIPE["lnets"]["max_proposals"]
+    assert "refine_radius" not in reading  # off in RECIPE: the localizer's default, None
+    turned_on = pyramid_reading({**RECIPE["lnets"], "refine_radius": 0.5})
+    assert _localizer(**turned_on).refine_radius == 0.5

@@ -72,7 +72,7 @@ class PyramidLNetLocalizer:
                  proposal_floor: float = 0.1, max_proposals: int = 12, nms_iou: float = 0.3,
                  window_size: int = 96, window_faces: float = 2.5,
                  zooms: Sequence[float] = (0.7, 0.84, 1.0, 1.19, 1.42), max_faces: int = 20,
-                 geometry: dict | None = None,
+                 geometry: dict | None = None, refine_radius: float | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         self.device = torch.device(device)
         self.lnet_o = lnet_o.to(self.device).eval()
@@ -84,6 +84,7 @@ class PyramidLNetLocalizer:
         self.max_proposals, self.nms_iou, self.max_faces = max_proposals, nms_iou, max_faces
         self.window_size, self.window_faces, self.zooms = window_size, window_faces, tuple(zooms)
         self.geometry = dict(DEFAULT_GEOMETRY, **(geometry or {}))
+        self.refine_radius = None if refine_radius is None else float(refine_radius)
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
@@ -118,6 +119,7 @@ class PyramidLNetLocalizer:
                 "nms_iou": self.nms_iou, "window_size": self.window_size,
                 "window_faces": self.window_faces, "zooms": list(self.zooms),
                 "max_faces": self.max_faces, "geometry": dict(self.geometry),
+                "refine_radius": self.refine_radius,
                 "mean": list(self.mean), "std": list(self.std)}
 
     # --- stage 1 -------------------------------------------------------------------------------
@@ -184,9 +186,10 @@ class PyramidLNetLocalizer:
                 windows.append(box)
         maps = self._face_logits(self.lnet_s, crops)
         maps = maps.reshape(len(proposals), len(zooms), *maps.shape[1:])
+        reach = self._reach(maps.shape[2:], zooms)
         out = proposals.copy()
         for k in range(len(proposals)):
-            peaks = maps[k].max(axis=(1, 2))
+            peaks = np.where(reach, maps[k], -np.inf).max(axis=(1, 2))
             z = int(np.argmax(peaks))
             log_zoom = math.log(zooms[z])
             if 0 < z < len(zooms) - 1:  # vertex of the parabola through three peaks
@@ -196,7 +199,7 @@ class PyramidLNetLocalizer:
                     step = math.log(zooms[z + 1] / zooms[z])
                     log_zoom += step * float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
             m = maps[k, z]
-            r, c_ = np.unravel_index(int(np.argmax(m)), m.shape)
+            r, c_ = np.unravel_index(int(np.argmax(np.where(reach[z], m, -np.inf))), m.shape)
             fr, fc = _subcell(m, int(r), int(c_))
             x0, y0, x1, _ = windows[k * len(zooms) + z]
             px = (x1 - x0) / side_in
@@ -207,6 +210,22 @@ class PyramidLNetLocalizer:
             if trace is not None:
                 trace.append((windows[k * len(zooms) + z], 1 / (1 + np.exp(-m))))
         return out
+
+    def _reach(self, shape: tuple[int, ...], zooms: np.ndarray) -> np.ndarray:
+        """(Z, h, w): the LNet_s cells whose centre lies within ``refine_radius`` face widths
+        of the window's centre at each zoom (all of them when None). In a group photo a
+        window holds the neighbours' faces too; a peak on one of them would move the proposal
+        onto a face that another proposal already holds."""
+        h, w = shape
+        if self.refine_radius is None:
+            return np.ones((len(zooms), h, w), bool)
+        face = self.window_size / (zooms * self.window_faces)  # face width in window pixels
+        centre = (self.window_size - 1) / 2
+        dist = np.hypot(cell_centre(np.arange(h))[:, None] - centre,
+                        cell_centre(np.arange(w))[None, :] - centre)
+        reach = dist[None] <= self.refine_radius * face[:, None, None]
+        reach[reach.reshape(len(zooms), -1).sum(1) == 0] = True  # never an empty search
+        return reach
 
     # --- boxes ---------------------------------------------------------------------------------
 

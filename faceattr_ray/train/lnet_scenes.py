@@ -345,12 +345,15 @@ MINING_PROPOSALS = 12
 def pyramid_reading(recipe: dict) -> dict:
     """How a pyramid localizer reads LNets trained by ``recipe`` (`reproduce.RECIPE["lnets"]`):
     the face width their scenes centre on (the geometric mean of "face_px"), LNet_s's
-    head-shoulder window and, when the recipe says, how many proposals LNet_s reads;
+    head-shoulder window and, when the recipe says, how many proposals LNet_s reads and how
+    far from a proposal it looks (``refine_radius``);
     `PyramidLNetLocalizer` keywords."""
     reading = {"canonical": float(np.sqrt(np.prod(recipe["face_px"]))),
                "window_size": recipe["window_size"]}
     if recipe.get("max_proposals") is not None:
         reading["max_proposals"] = int(recipe["max_proposals"])
+    if recipe.get("refine_radius") is not None:
+        reading["refine_radius"] = float(recipe["refine_radius"])
     return reading
 
 
