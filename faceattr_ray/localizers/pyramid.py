@@ -7,9 +7,10 @@ gives local maxima; a maximum at scale s proposes a face centred there, ``canoni
 pixels wide. Proposals of all scales go through non-maximum suppression.
 
 LNet_s then looks at each proposal's head-shoulder window (``window_faces`` face widths, resized
-to its input) at a few zooms: the zoom and cell where its face map peaks refine the centre and
-the size, and its probability is the face score the threshold applies to (paper section 2.1:
-LNet_o proposes, LNet_s refines). The box's shape relative to that centre and size
+to its input) at a few zooms: the zoom and cell where its face map peaks (within
+``refine_radius`` face widths of the proposal, when set) refine the centre and the size, and
+its probability is the face score the threshold applies to (paper section 2.1: LNet_o
+proposes, LNet_s refines). The box's shape relative to that centre and size
 (``geometry``: width and height in face widths, vertical offset) is calibrated on validation
 scenes with `calibrate_geometry`; it is the one place where known boxes enter, as 3 numbers.
 """
