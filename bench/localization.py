@@ -34,6 +34,7 @@ of their width, as in group photos; `evaluation.localization_metrics.crowded`), 
     python bench/localization.py --model runs/repro/model --overlays bench-out/loc
     python bench/localization.py --photos my_photos/ --boxes my_boxes.json
     python bench/localization.py --split val --localizer-options '{"scale_step": 2}'  # a variant
+    python bench/localization.py --split val --why-missed # + why the framed row misses faces
     python bench/localization.py --smoke-test             # seconds: the plumbing, not figures
 
 Last line: JSON {"<set>_<localizer>_<figure>": ...}.
@@ -75,6 +76,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="zooms of the 'framed' row (each LNet box re-sized to the one ANet reads "
                         "most confidently; default localizers.framing.DEFAULT_ZOOMS); none given: "
                         "no framed row")
+    p.add_argument("--why-missed", action="store_true",
+                   help="per set, the faces the framed row misses counted by the first step "
+                        "that lost them (evaluation.localization_metrics.miss_reasons; one more "
+                        "pass of the LNets and framing per set)")
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
 
@@ -125,6 +130,24 @@ def score(localizer, images, boxes, threshold) -> dict:
     out = scene_scores(dets, boxes, threshold)
     out["seconds_per_image"] = (time.perf_counter() - start) / max(len(images), 1)
     return out, dets
+
+
+def why_missed(framer, lnet, images, boxes, threshold) -> dict:
+    """The set's true faces by `miss_reasons`: every LNet find with no threshold, framed by
+    ``framer`` (a `FramedLocalizer`), then the threshold, its floor and its NMS."""
+    from faceattr_ray.evaluation.localization_metrics import (
+        MISS_REASONS,
+        every_detection,
+        miss_reasons,
+    )
+
+    found = every_detection(lnet, images)
+    total = dict.fromkeys(MISS_REASONS, 0)
+    for one, scored, truth in zip(found, framer.frame_scored(images, found), boxes, strict=True):
+        for reason, n in miss_reasons(one, scored, truth, threshold, framer.min_confidence,
+                                      framer.nms_iou).items():
+            total[reason] += n
+    return total
 
 
 def draw_grid(images, boxes, detections, path: str, width: int = 360) -> None:
@@ -238,6 +261,11 @@ def main(args) -> dict:
             for key, value in r.items():
                 if value is not None:
                     result[f"{set_name}_{loc_name}_{key}"] = round(float(value), 4)
+            if args.why_missed and loc_name == "framed":
+                reasons = why_missed(loc, lnet, images, boxes, threshold)
+                print(f"{'':<9} {'why':<9} " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+                result.update({f"{set_name}_missed_{k.replace(' ', '_')}": v
+                               for k, v in reasons.items()})
             if args.overlays:  # every photo; the first 12 of a generated set
                 os.makedirs(args.overlays, exist_ok=True)
                 shown = len(images) if set_name == "photos" else 12

@@ -205,9 +205,16 @@ def test_localization_prints_the_setting_and_a_json_of_rates():
 
 def test_localization_reads_with_other_options_than_the_bundles():
     # How a reading variant (pyramid step, zooms ...) is measured without a new bundle.
-    lines = _smoke("localization.py", "--localizer-options", '{"scale_step": 2.0}')
+    # --why-missed: every photo face is counted once, and those found are the framed recall
+    lines = _smoke("localization.py", "--localizer-options", '{"scale_step": 2.0}',
+                   "--why-missed")
     assert 'localizer options {"scale_step": 2.0}' in lines[0]
-    assert 0.0 <= json.loads(lines[-1])["photos_lnet_recall_iou50"] <= 1.0
+    result = json.loads(lines[-1])
+    assert 0.0 <= result["photos_lnet_recall_iou50"] <= 1.0
+    reasons = {k: v for k, v in result.items() if k.startswith("photos_missed_")}
+    assert len(reasons) == 6 and sum(reasons.values()) >= 1
+    assert reasons["photos_missed_found"] / sum(reasons.values()) == pytest.approx(
+        result["photos_framed_recall_iou50"], abs=1e-3)
 
 
 @pytest.mark.parametrize("split", ["test", "val"])

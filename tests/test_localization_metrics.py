@@ -113,3 +113,28 @@ def test_crowded_faces_and_their_recall_by_hand():
         "recall_crowded"] == pytest.approx(1.0)
     lone = scene_scores([dets[1]], [np.array([[0, 0, 10, 10]])], threshold=0.5)
     assert lone["crowded_faces"] == 0 and lone["recall_crowded"] is None
+
+
+def test_miss_reasons_name_the_first_step_that_lost_each_face():
+    from faceattr_ray.evaluation.localization_metrics import miss_reasons
+
+    def face(x):
+        return (float(x), 0.0, x + 20.0, 20.0)
+
+    truth = np.array([face(x) for x in (0, 100, 200, 300, 400, 500)])
+    # (raw box, score, framed box, ANet's confidence)
+    finds = [(face(0), 0.9, face(0), 5.0),            # found
+             (face(200), 0.1, face(200), 5.0),        # below the threshold
+             (face(300), 0.9, face(315), 5.0),        # framed off the face
+             (face(400), 0.9, face(400), 1.0),        # read below the floor
+             (face(500), 0.8, face(500), 5.0),        # ... suppressed by the next one
+             ((495.0, -5.0, 525.0, 25.0), 0.95, (495.0, -5.0, 525.0, 25.0), 5.0)]
+    found = [Detection(raw, score) for raw, score, _, _ in finds]
+    scored = [(Detection(framed, score), read) for _, score, framed, read in finds]
+    counts = miss_reasons(found, scored, truth, threshold=0.5, min_confidence=3.0, nms_iou=0.3)
+    assert counts == {"found": 1, "nothing near": 1, "below threshold": 1, "framed off": 1,
+                      "below floor": 1, "lost to NMS": 1}
+    # no threshold and no floor: those faces are found, the others keep their reasons
+    counts = miss_reasons(found, scored, truth, threshold=None, min_confidence=None)
+    assert counts["found"] == 3 and counts["nothing near"] == 1 and counts["framed off"] == 1
+    assert sum(miss_reasons(found, scored, np.zeros((0, 4)), 0.5, 3.0).values()) == 0

@@ -159,6 +159,61 @@ def scene_scores(detections: Sequence[Any], ground_truth: Sequence[np.ndarray],
             "tpr_fppi1": tpr_at_fppi(detections, ground_truth, 1.0, iou_threshold)}
 
 
+# Why a true face is missed, the first that applies: no find of any score near it (IoU >= 0.3),
+# every find near it below the threshold, none of those framed onto it (IoU >= 0.5), all of
+# those read below the confidence floor, or lost after that (NMS, or matched to another face).
+MISS_REASONS = ("found", "nothing near", "below threshold", "framed off", "below floor",
+                "lost to NMS")
+
+
+def miss_reasons(found: Sequence[Any], scored: Sequence[tuple[Any, float]],
+                 truth: np.ndarray, threshold: float | None, min_confidence: float | None,
+                 nms_iou: float | None = 0.3, iou: float = 0.5, near: float = 0.3
+                 ) -> dict[str, int]:
+    """One image's true faces counted by `MISS_REASONS`: ``found`` are the localizer's
+    detections with no threshold (`every_detection`), ``scored`` the same ones framed
+    (`FramedLocalizer.frame_scored`: (detection, confidence), in the same order). What a user
+    gets is the framed boxes scoring at least ``threshold``, read at least ``min_confidence``,
+    after NMS at ``nms_iou``; a face counts as found when it is matched one to one at ``iou``."""
+    from faceattr_ray.localizers.windows import nms
+
+    truth = np.asarray(truth, np.float64).reshape(-1, 4)
+    counts = dict.fromkeys(MISS_REASONS, 0)
+    if not len(truth):
+        return counts
+    raw = np.array([d.box for d in found], np.float64).reshape(-1, 4)
+    framed = np.array([d.box for d, _ in scored], np.float64).reshape(-1, 4)
+    score = np.array([d.score for d in found], np.float64)
+    read = np.array([r for _, r in scored], np.float64)
+    passes = np.ones(len(score), bool) if threshold is None else score >= threshold
+    kept = np.flatnonzero(passes & (True if min_confidence is None else read >= min_confidence))
+    if nms_iou is not None and len(kept):
+        kept = kept[np.sort(nms(framed[kept], score[kept], nms_iou))]
+    matched = np.zeros(len(truth), bool)
+    if len(kept):
+        hits = match_detections(framed[kept], score[kept], truth, iou)
+        matched[hits[hits >= 0]] = True
+    for g, face in enumerate(truth):
+        if matched[g]:
+            counts["found"] += 1
+            continue
+        close = (box_iou(face[None], raw)[0] >= near) if len(raw) else np.zeros(0, bool)
+        onto = (box_iou(face[None], framed)[0] >= iou) if len(framed) else np.zeros(0, bool)
+        if not close.any():
+            reason = "nothing near"
+        elif not (close & passes).any():
+            reason = "below threshold"
+        elif not (close & passes & onto).any():
+            reason = "framed off"
+        elif min_confidence is not None and not (
+                close & passes & onto & (read >= min_confidence)).any():
+            reason = "below floor"
+        else:
+            reason = "lost to NMS"
+        counts[reason] += 1
+    return counts
+
+
 # --- calibrating a pyramid localizer (localizers/pyramid.py) on scenes with known boxes ---
 
 
