@@ -147,6 +147,13 @@ RECIPE: dict = {
                       # epochs: 89.35, 67.7; README, results); null: float32 everywhere
                       "native_bf16": {"precision": "bf16", "channels_last": True,
                                       "epoch_scale": 1.62}},
+    # ANets trained as above from seeds seed, seed + 1, ... and read as one
+    # (models.AttributeEnsemble: tag logits averaged, SVM heads on their features side by
+    # side); each member costs anet_finetune's epochs again
+    "anet_members": 1,
+    # bundles whose ANets to take as they are (skips ANet's training): one, or several read as
+    # one ensemble
+    "anet_init": None,
     # Heads and operating points chosen on val by `bench/celeba_recipe.py --points` and
     # `--crossfit` (README, results): class-balanced SVM weights on patch-mean samples,
     # "guarded" points, C, head and points chosen on cross-fit (5-fold) scores of every val
@@ -324,6 +331,7 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     Face-tag LNets train on scenes of ROOT's train faces x ``backgrounds`` (their LNet_s draw
     chosen on calibration scenes with the ``held`` ones); AlexNet-style ones on the WILD
     folder."""
+    from faceattr_ray.models import AttributeEnsemble
     from faceattr_ray.train import api
 
     common = {**_trainer_options(recipe, work, address), "seed": seed, "limit": limit}
@@ -332,7 +340,8 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     preprocess = recipe.get("preprocess") or {}
     init: dict = {}
     pre = recipe["anet_pretrain"]
-    if pre.get("epochs", 0) > 0 and recipe.get("family", "anet") == "anet":
+    if (pre.get("epochs", 0) > 0 and recipe.get("family", "anet") == "anet"
+            and not recipe.get("anet_init")):
         with timer.stage("anet_pretrain"):
             init["anet"], metrics, _ = api.pretrain_anet(
                 root, **common, **pre, anet=anet_arch, preprocess=preprocess,
@@ -362,12 +371,45 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     if recipe.get("family", "anet") == "ssp-ssg":
         net, cfg = train_ssp_ssg(root, work, recipe, common, timer, seed, backgrounds)
         return {**lnets, "anet": net}, cfg
+    members = int(recipe.get("anet_members", 1))
+    if members < 1:
+        raise RecipeError(f"anet_members must be >= 1, not {members}")
+    if recipe.get("anet_init"):
+        anet, given_cfg = given_anet(recipe["anet_init"], timer)
+        return {**lnets, "anet": anet}, {**common, **given_cfg}
+    trained = []
     with timer.stage("anet_finetune"):
-        anets, metrics, cfg = api.finetune(root, nets=("anet",), init=init, **common,
-                                           **anet_options, anet=anet_arch,
-                                           preprocess=preprocess, run_name="anet")
-        print(f"[reproduce] ANet: {_short(metrics['anet'])}")
-    return {**lnets, "anet": anets["anet"]}, cfg
+        for k in range(members):  # member k from seed + k: the same job, other draws
+            anets, metrics, cfg = api.finetune(root, nets=("anet",), init=init,
+                                               **{**common, "seed": seed + k}, **anet_options,
+                                               anet=anet_arch, preprocess=preprocess,
+                                               run_name="anet" if k == 0 else f"anet-{k}")
+            trained.append(anets["anet"])
+            who = "ANet" if members == 1 else f"ANet member {k + 1} of {members}"
+            print(f"[reproduce] {who}: {_short(metrics['anet'])}")
+    anet = trained[0] if members == 1 else AttributeEnsemble(trained)
+    return {**lnets, "anet": anet}, cfg
+
+
+def given_anet(paths: str | list[str], timer: Timer) -> tuple:
+    """The attribute network of earlier runs' bundles, as they are (``anet_init``: one
+    bundle, or several read as one ensemble), in place of training it; with the attributes it
+    scores and the preprocessing it was trained with (the first bundle's)."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.models import AttributeEnsemble
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    with timer.stage("anet_finetune"):
+        bundles = [load_bundle(p) for p in paths]
+        print(f"[reproduce] ANet from {', '.join(paths)}")
+    for path, b in zip(paths[1:], bundles[1:], strict=True):
+        if b.attributes != bundles[0].attributes:
+            raise RecipeError(f"anet_init: {path} scores other attributes than "
+                              f"{paths[0]}")
+    nets = [b.anet for b in bundles]
+    anet = nets[0] if len(nets) == 1 else AttributeEnsemble(nets)
+    return anet, {"attributes": list(bundles[0].attributes),
+                  "preprocess": bundles[0].config["preprocess"]}
 
 
 FAMILIES = ("anet", "ssp-ssg")

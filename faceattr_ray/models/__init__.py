@@ -4,6 +4,7 @@ feeds them."""
 from __future__ import annotations
 
 from faceattr_ray.models.anet import ANet, ANetConfig
+from faceattr_ray.models.ensemble import AttributeEnsemble, EnsembleConfig, is_ensemble
 from faceattr_ray.models.layers import LocallySharedConv2d
 from faceattr_ray.models.lnet import LNet, LNetConfig, c5_size, load_alexnet_weights, response_maps
 from faceattr_ray.models.parsing import ParsingConfig, ParsingNet
@@ -19,16 +20,19 @@ from faceattr_ray.models.ssp_ssg import SSPSSGConfig, SSPSSGNet, is_ssp_ssg, par
 
 
 def attribute_network(config: dict):
-    """The attribute network a config describes: `SSPSSGNet` for the "ssp-ssg" family, else
-    `ANet` (a bundle's "anet" entry holds either)."""
+    """The attribute network a config describes: `SSPSSGNet` for the "ssp-ssg" family, an
+    `AttributeEnsemble` of its members' networks for "ensemble", else `ANet` (a bundle's "anet"
+    entry holds any of them)."""
+    if is_ensemble(config):
+        return AttributeEnsemble([attribute_network(m) for m in config["members"]])
     if is_ssp_ssg(config):
         return SSPSSGNet(SSPSSGConfig.from_dict(config))
     return ANet(ANetConfig.from_dict(config))
 
 
 __all__ = [
-    "ANet", "ANetConfig", "IMAGENET_MEAN", "IMAGENET_STD", "LNet", "LNetConfig",
-    "LocallySharedConv2d", "ParsingConfig", "ParsingNet", "Preprocess", "SSPSSGConfig",
-    "SSPSSGNet", "attribute_network", "c5_size", "is_ssp_ssg", "load_alexnet_weights",
-    "normalize", "part_weights", "resize", "response_maps", "to_tensor",
+    "ANet", "ANetConfig", "AttributeEnsemble", "EnsembleConfig", "IMAGENET_MEAN", "IMAGENET_STD",
+    "LNet", "LNetConfig", "LocallySharedConv2d", "ParsingConfig", "ParsingNet", "Preprocess",
+    "SSPSSGConfig", "SSPSSGNet", "attribute_network", "c5_size", "is_ensemble", "is_ssp_ssg",
+    "load_alexnet_weights", "normalize", "part_weights", "resize", "response_maps", "to_tensor",
 ]

@@ -139,6 +139,8 @@ def finetune(data: str, nets: tuple[str, ...] = NETS, init: dict[str, nn.Module]
     "boxes" (the data's head-shoulder box file; the whole image where there is none).
     Returns ({name: network}, {name: last metrics}, resolved config).
     """
+    from faceattr_ray.models import AttributeEnsemble
+
     init = dict(init or {})
     unknown = set(nets) - set(NETS)
     if unknown:
@@ -147,6 +149,10 @@ def finetune(data: str, nets: tuple[str, ...] = NETS, init: dict[str, nn.Module]
     arch = dict(options)
     for net_key, names in (("lnet", ("lnet_o", "lnet_s", "lnet")), ("anet", ("anet",))):
         given = next((init[n] for n in names if n in init), None)
+        if net_key == "anet" and "anet" in nets and isinstance(given, AttributeEnsemble):
+            raise ValueError("finetune: the given ANet is an ensemble of several; fine-tune "
+                             "each member's bundle, then read them as one (reproduce's "
+                             "anet_members or anet_init)")
         if given is not None:
             arch[net_key] = {**given.config.to_dict(), **(options.get(net_key) or {})}
     base = make_config("finetune", data, **arch)
