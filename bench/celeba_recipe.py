@@ -247,6 +247,22 @@ POINTS = ("zero", "accuracy", "balanced", "precision:0.9")
 METHODS = ("empirical", "guarded", "platt")
 
 
+def load_models(models: list[str]) -> tuple:
+    """(bundle, features cache key): one bundle, or several whose ANets are read as one
+    (`models.AttributeEnsemble`, as `reproduce` builds with ``anet_members``; the first
+    bundle's LNets and config, its heads dropped as they fit one ANet's features)."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.models import AttributeEnsemble
+
+    bundles = [load_bundle(m) for m in models]
+    keys = [b.config.get("files", {}).get("anet.safetensors", "anet")[:12] for b in bundles]
+    bundle = bundles[0]
+    if len(bundles) > 1:
+        bundle.anet = AttributeEnsemble([b.anet for b in bundles])
+        bundle.heads = None
+    return bundle, "+".join(keys)
+
+
 def val_patch_features(bundle, paths: list[str], cache: str | None) -> np.ndarray:
     """(N, 2P, F) patch features of aligned faces and of their mirror images (reproduce's
     `aligned_patch_features` with flip), cached in ``cache`` (float16) when given."""
@@ -279,7 +295,7 @@ def flip_cost(bundle, paths: list[str], rounds: int = 2) -> dict:
             "seconds_flip": round(flipped, 2), "ratio": round(flipped / plain, 2)}
 
 
-def points_run(model: str, data: str, names: list[str], seed: int, solver: str | None,
+def points_run(models: list[str], data: str, names: list[str], seed: int, solver: str | None,
                cache_dir: str | None) -> dict:
     """Per candidate, figures at each operating point on val identities no choice saw.
 
@@ -287,18 +303,16 @@ def points_run(model: str, data: str, names: list[str], seed: int, solver: str |
     SVMs. Here the held-out identities are halved: one half chooses C, the SVM-or-ANet head
     and the operating points, the other half (TEST code: never fit, never chosen on) measures;
     then the halves swap, and the two measurements are averaged."""
-    from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import read_celeba
     from faceattr_ray.heads import TEST, VAL, linear_scores
     from faceattr_ray.heads.points import choose_points
     from faceattr_ray.metrics import attribute_metrics
     from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
 
-    bundle = load_bundle(model)
+    bundle, key = load_models(models)
     val = read_celeba(data, split="val")
     cols = [list(val.names).index(n) for n in bundle.attributes]
     y = val.labels[:, cols]
-    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
     start = time.perf_counter()
     feats = val_patch_features(bundle, [str(p) for p in val.paths],
                                os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
@@ -366,7 +380,7 @@ def points_run(model: str, data: str, names: list[str], seed: int, solver: str |
                   f"{r[key]['unreachable']:.1f} attributes (mean of the two halves)", flush=True)
     cost = flip_cost(bundle, [str(p) for p in val.paths[:128]])
     print(f"[points] flip cost: {cost}", flush=True)
-    return {"model": model, "seed": seed, "val_images": len(y), "flip_cost": cost,
+    return {"model": " + ".join(models), "seed": seed, "val_images": len(y), "flip_cost": cost,
             "fit_images": int((codes != VAL).sum()), "choose_measure_images":
             [int(first.sum()), int(second.sum())], "extract_s": round(extract_s, 1),
             "candidates": results, "torch_threads": torch.get_num_threads()}
@@ -389,7 +403,7 @@ CROSSFIT: dict[str, dict] = {
 MIN_POSITIVES = (10, 20, 40)  # the balanced point's guard: Platt's below that many positives
 
 
-def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solver: str,
+def crossfit_run(models: list[str], data: str, names: list[str], seeds: list[int], solver: str,
                  cache_dir: str | None) -> dict:
     """Nested, val only: val's identities are halved (per seed); one half is the val split of
     the candidate (it fits the SVMs and chooses C, head and points, by the candidate's rule),
@@ -397,18 +411,16 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
     over halves and seeds. Also: the balanced point with a minimum-positives guard (Platt's
     threshold for an attribute with fewer positives among the choice faces), and how far the
     final heads' scores of the choice faces sit from the out-of-fold ones (the refit shift)."""
-    from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import read_celeba
     from faceattr_ray.heads import TEST, TRAIN, VAL, linear_scores
     from faceattr_ray.heads.points import choose_points
     from faceattr_ray.metrics import attribute_metrics
     from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
 
-    bundle = load_bundle(model)
+    bundle, key = load_models(models)
     val = read_celeba(data, split="val")
     cols = [list(val.names).index(n) for n in bundle.attributes]
     y = val.labels[:, cols]
-    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
     feats = val_patch_features(bundle, [str(p) for p in val.paths],
                                os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
                                else None)
@@ -484,25 +496,23 @@ def crossfit_run(model: str, data: str, names: list[str], seeds: list[int], solv
               f"{100 * r['zero: average_precision']:.2f}  SVM heads {r['svm_heads']:.1f}  "
               f"shift {r['shift']:.3f}  ({seconds:.0f} s)", flush=True)
         print(f"[crossfit] {name} " + json.dumps(r), flush=True)  # kept if the run is cut
-    return {"model": model, "seeds": seeds, "val_images": len(y), "solver": solver,
+    return {"model": " + ".join(models), "seeds": seeds, "val_images": len(y), "solver": solver,
             "candidates": results, "torch_threads": torch.get_num_threads()}
 
 
-def crossfit_cost(model: str, data: str, solvers: list[str], cache_dir: str | None) -> dict:
+def crossfit_cost(models: list[str], data: str, solvers: list[str], cache_dir: str | None) -> dict:
     """Seconds of reproduce's heads stage after feature extraction (`heads_from_features` on
     all of val, RECIPE heads) with the 30% holdout and with 5-fold cross-fitting, per solver
     (the Ray one on a local Ray of 2 CPUs), in one run."""
     import ray
 
-    from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data import read_celeba
     from faceattr_ray.heads import VAL
     from faceattr_ray.reproduce import RECIPE, _holdout_codes, heads_from_features, merge
 
-    bundle = load_bundle(model)
+    bundle, key = load_models(models)
     val = read_celeba(data, split="val")
     y = val.labels[:, [list(val.names).index(n) for n in bundle.attributes]]
-    key = bundle.config.get("files", {}).get("anet.safetensors", "anet")[:12]
     feats = val_patch_features(bundle, [str(p) for p in val.paths],
                                os.path.join(cache_dir, f"{key}_val_flip.npy") if cache_dir
                                else None)
@@ -520,7 +530,7 @@ def crossfit_cost(model: str, data: str, solvers: list[str], cache_dir: str | No
             heads_from_features(bundle, x, y, split, h, 0, identity)
             seconds[f"{solver} crossfit={k}"] = round(time.perf_counter() - start, 1)
             print(f"[crossfit-cost] {seconds}", flush=True)
-    return {"model": model, "val_images": len(y), "seconds": seconds}
+    return {"model": " + ".join(models), "val_images": len(y), "seconds": seconds}
 
 
 def train_mean_features(bundle, data: str, cache_dir: str | None, key: str
@@ -565,7 +575,9 @@ def main() -> None:
     p.add_argument("--points", action="store_true",
                    help="operating points and the cheap levers (CANDIDATES) on --model's "
                         "features, val only; no training")
-    p.add_argument("--model", default=None, help="with --points: the bundle (default: bundled)")
+    p.add_argument("--model", nargs="+", default=[None],
+                   help="with --points or --crossfit: the bundle (default: bundled); several: "
+                        "their ANets read as one ensemble (reproduce's anet_members)")
     p.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=None)
     p.add_argument("--solver", choices=["ray", "liblinear"], default=None,
                    help="with --points: the SVM solver (default: the recipe's)")
@@ -583,26 +595,27 @@ def main() -> None:
     if args.crossfit_cost:
         from faceattr_ray.bundled import resolve_model
 
-        print(json.dumps(crossfit_cost(resolve_model(args.model), args.data, args.crossfit_cost,
-                                       args.cache or None)))
+        print(json.dumps(crossfit_cost([resolve_model(m) for m in args.model], args.data,
+                                       args.crossfit_cost, args.cache or None)))
         return
     if args.crossfit:
         from faceattr_ray.bundled import resolve_model
 
-        model = resolve_model(args.model)
-        print(f"crossfit: model {model}, seeds {args.seeds}, solver {args.solver or 'liblinear'}"
-              f", {os.cpu_count()} cores (a shared, noisy machine)", flush=True)
-        print(json.dumps(crossfit_run(model, args.data,
+        models = [resolve_model(m) for m in args.model]
+        print(f"crossfit: model {' + '.join(models)}, seeds {args.seeds}, solver "
+              f"{args.solver or 'liblinear'}, {os.cpu_count()} cores (a shared, noisy machine)",
+              flush=True)
+        print(json.dumps(crossfit_run(models, args.data,
                                       args.crossfit_candidates or list(CROSSFIT), args.seeds,
                                       args.solver or "liblinear", args.cache or None)))
         return
     if args.points:
         from faceattr_ray.bundled import resolve_model
 
-        model = resolve_model(args.model)
-        print(f"points: model {model}, torch threads {torch.get_num_threads()}, "
+        models = [resolve_model(m) for m in args.model]
+        print(f"points: model {' + '.join(models)}, torch threads {torch.get_num_threads()}, "
               f"{os.cpu_count()} cores (a shared, noisy machine)", flush=True)
-        print(json.dumps(points_run(model, args.data, args.candidates or list(CANDIDATES),
+        print(json.dumps(points_run(models, args.data, args.candidates or list(CANDIDATES),
                                     args.seed, args.solver, args.cache or None)))
         return
     scratch = None

@@ -172,3 +172,28 @@ def test_reproduce_reads_earlier_runs_anets_as_one_in_place_of_training(tmp_path
                                  reproduce.merge(recipe, {"anet_init": [paths[0],
                                                                         str(tmp_path / "other")]}),
                                  reproduce.Timer(), seed=0)
+
+
+def test_the_recipe_bench_reads_several_bundles_as_one_ensemble(tmp_path):
+    """`bench/celeba_recipe.py --crossfit --model A B` measures the ensemble reproduce would
+    build from those runs' ANets (the choice of ``anet_members`` is made on val with it), and
+    caches its features apart from either member's."""
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "bench_celeba_recipe", os.path.join(root, "bench", "celeba_recipe.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    paths = []
+    for k in (0, 1):
+        bundle = build_bundle("wild-smoke", seed=k)
+        bundle.anet = trained_like(k)
+        save_bundle(tmp_path / f"run{k}", bundle)
+        paths.append(str(tmp_path / f"run{k}"))
+    one, key_one = bench.load_models(paths[:1])
+    both, key_both = bench.load_models(paths)
+    assert isinstance(one.anet, ANet) and isinstance(both.anet, AttributeEnsemble)
+    assert key_both.startswith(key_one) and key_both != key_one
+    assert both.heads is None  # the members' tag layers, averaged, score it
