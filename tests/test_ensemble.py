@@ -31,6 +31,17 @@ def trained_like(seed: int) -> ANet:
     return net.eval()
 
 
+def saved_runs(folder) -> list[str]:
+    """Two bundles as two earlier runs leave them (smoke networks, ANets of seeds 0 and 1)."""
+    paths = []
+    for k in (0, 1):
+        bundle = build_bundle("wild-smoke", seed=k)
+        bundle.anet = trained_like(k)
+        save_bundle(folder / f"run{k}", bundle)
+        paths.append(str(folder / f"run{k}"))
+    return paths
+
+
 def crops(n: int, side: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
 
@@ -143,12 +154,7 @@ def test_reproduce_reads_earlier_runs_anets_as_one_in_place_of_training(tmp_path
     from faceattr_ray import reproduce
     from faceattr_ray.train import api
 
-    paths = []
-    for k in (0, 1):
-        bundle = build_bundle("wild-smoke", seed=k)
-        bundle.anet = trained_like(k)
-        save_bundle(tmp_path / f"run{k}", bundle)
-        paths.append(str(tmp_path / f"run{k}"))
+    paths = saved_runs(tmp_path)
     monkeypatch.setattr(reproduce, "train_scene_lnets",
                         lambda *a, **k: ({"lnet_o": None, "lnet_s": None}, {}))
     monkeypatch.setattr(api, "finetune", lambda *a, **k: pytest.fail("ANet was trained"))
@@ -186,12 +192,7 @@ def test_the_recipe_bench_reads_several_bundles_as_one_ensemble(tmp_path):
         "bench_celeba_recipe", os.path.join(root, "bench", "celeba_recipe.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    paths = []
-    for k in (0, 1):
-        bundle = build_bundle("wild-smoke", seed=k)
-        bundle.anet = trained_like(k)
-        save_bundle(tmp_path / f"run{k}", bundle)
-        paths.append(str(tmp_path / f"run{k}"))
+    paths = saved_runs(tmp_path)
     one, key_one = bench.load_models(paths[:1])
     both, key_both = bench.load_models(paths)
     assert isinstance(one.anet, ANet) and isinstance(both.anet, AttributeEnsemble)
