@@ -92,6 +92,13 @@ RECIPE: dict = {
               # head-shoulder window. 0.5 raised the share of val faces any find reaches, not
               # the recall at the threshold (README, seventeenth round), so it is off
               "refine_radius": None,
+              # LNet_o's map of each pyramid level averaged with its mirror image's (a reading
+              # choice; training reads without it). On val, framed, against without: faces
+              # pasted whole 0.829 / 0.27 false per image vs 0.798 / 0.35, group scenes
+              # 0.866 / 0.22 vs 0.858 / 0.32, collages +2 faces, scenes -2, calibration false
+              # detections halved; about 0.05 s more an image (README, results: Localization
+              # in the wild, eighteenth round)
+              "flip_proposals": True,
               "init": None,  # a bundle whose LNets to take as they are (skips their training)
               # on a CPU that computes bf16 (as ANet's block below): bf16 autocast, channels-
               # last kernels and scenes pasted by a child process while one thread runs the
@@ -912,8 +919,8 @@ def train_scene_lnets(root: str, backgrounds: list[str], recipe: dict, seed: int
         max_false = recipe["scenes"].get("max_false_per_image", 0.25)
         recalls = []
         for lnet_o, lnet_s in pairs:  # read as `calibrate_scene_localizer` reads the bundle's
-            localizer = PyramidLNetLocalizer(lnet_o, lnet_s, None,
-                                             **pyramid_reading(recipe["lnets"]))
+            localizer = PyramidLNetLocalizer(lnet_o, lnet_s, None,  # (flip: a reading choice)
+                                             **pyramid_reading(recipe["lnets"], flip=False))
             _, found = calibration_detections(localizer, images, boxes)
             recalls.append(choose_threshold(localizer, images, boxes, max_false,
                                             detections=found)["recall"])

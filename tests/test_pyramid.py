@@ -105,6 +105,39 @@ def test_refine_radius_keeps_a_proposal_on_its_own_face_beside_a_brighter_one():
     assert _localizer(refine_radius=0.5).options()["refine_radius"] == 0.5
 
 
+class LopsidedSpot(BrightSpot):
+    """`BrightSpot` whose map peaks one cell (8 pixels) right of the square's centre: a net
+    that reads a face and its mirror image differently."""
+
+    def face_map(self, x: torch.Tensor) -> torch.Tensor:
+        m = super().face_map(x)
+        return torch.cat([m[..., :1], m[..., :-1]], dim=-1)
+
+
+@pytest.mark.parametrize("w", [320, 317])  # a multiple of the stride, and not
+def test_flipped_proposals_treat_a_face_and_its_mirror_image_alike(w):
+    """With ``flip_proposals`` LNet_o's map is averaged with its mirror image's, mapped back
+    onto the same cells: a mirrored photo gets the mirrored proposal (within half a cell: the
+    mirror's cells sample the photo at other pixels when its width is no multiple of 8). A net
+    that leans one way is off by twice its lean between the two without it."""
+    image = _image(160, w, (150, 60, 182, 92))  # a 32-pixel square, centre x 165.5
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+
+    def centres(net: nn.Module, flip: bool) -> tuple[float, float]:
+        loc = PyramidLNetLocalizer(net, None, threshold=None, all_faces=True, mean=(0, 0, 0),
+                                   std=(1, 1, 1), min_face=32, canonical=32.0,
+                                   flip_proposals=flip)
+        return loc.proposals(image)[0, 0], w - 1 - loc.proposals(mirrored)[0, 0]
+
+    a, b = centres(BrightSpot(), False)
+    assert abs(a - b) < 2  # a symmetric net needs no flip
+    a, b = centres(LopsidedSpot(), False)
+    assert abs(a - b) > 10  # 8 pixels right in each: 16 apart once mirrored back
+    a, b = centres(LopsidedSpot(), True)
+    assert abs(a - b) < 4 and abs((a + b) / 2 - 165.5) < 4
+    assert _localizer(flip_proposals=True).options()["flip_proposals"] is True
+
+
 def test_the_recipe_sets_how_the_pyramid_localizer_reads_its_lnets():
     from faceattr_ray.reproduce import RECIPE
     from faceattr_ray.train.lnet_scenes import pyramid_reading
@@ -114,5 +147,12 @@ def test_the_recipe_sets_how_the_pyramid_localizer_reads_its_lnets():
     assert reading["canonical"] == pytest.approx((lo * hi) ** 0.5)
     assert reading["max_proposals"] == RECIPE["lnets"]["max_proposals"]
     assert "refine_radius" not in reading  # off in RECIPE: the localizer's default, None
-    turned_on = pyramid_reading({**RECIPE["lnets"], "refine_radius": 0.5})
+    turned_on = pyramid_reading({**RECIPE["lnets"], "refine_radius": 0.5,
+                                 "flip_proposals": True})
     assert _localizer(**turned_on).refine_radius == 0.5
+    assert _localizer(**turned_on).flip_proposals is True
+    assert reading.get("flip_proposals", False) is RECIPE["lnets"]["flip_proposals"]
+    # training reads proposals as before (hard negatives, the draw choice): flip is a reading
+    # choice, so the LNets a recipe trains do not depend on it
+    assert "flip_proposals" not in pyramid_reading({**RECIPE["lnets"], "flip_proposals": True},
+                                                   flip=False)

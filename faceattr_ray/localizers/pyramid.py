@@ -74,6 +74,7 @@ class PyramidLNetLocalizer:
                  window_size: int = 96, window_faces: float = 2.5,
                  zooms: Sequence[float] = (0.7, 0.84, 1.0, 1.19, 1.42), max_faces: int = 20,
                  geometry: dict | None = None, refine_radius: float | None = None,
+                 flip_proposals: bool = False,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         self.device = torch.device(device)
         self.lnet_o = lnet_o.to(self.device).eval()
@@ -86,6 +87,7 @@ class PyramidLNetLocalizer:
         self.window_size, self.window_faces, self.zooms = window_size, window_faces, tuple(zooms)
         self.geometry = dict(DEFAULT_GEOMETRY, **(geometry or {}))
         self.refine_radius = None if refine_radius is None else float(refine_radius)
+        self.flip_proposals = bool(flip_proposals)
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
@@ -120,7 +122,7 @@ class PyramidLNetLocalizer:
                 "nms_iou": self.nms_iou, "window_size": self.window_size,
                 "window_faces": self.window_faces, "zooms": list(self.zooms),
                 "max_faces": self.max_faces, "geometry": dict(self.geometry),
-                "refine_radius": self.refine_radius,
+                "refine_radius": self.refine_radius, "flip_proposals": self.flip_proposals,
                 "mean": list(self.mean), "std": list(self.std)}
 
     # --- stage 1 -------------------------------------------------------------------------------
@@ -141,6 +143,15 @@ class PyramidLNetLocalizer:
         x = to_tensor(images, None, self.mean, self.std, self.device)
         return net.face_map(x).float().cpu().numpy()
 
+    def _proposal_map(self, scaled: np.ndarray) -> np.ndarray:
+        """LNet_o's face map of one pyramid level; with ``flip_proposals``, averaged with the
+        map of the level's mirror image, mirrored back onto the level's cells."""
+        m = self._face_logits(self.lnet_o, [scaled])[0]
+        if not self.flip_proposals:
+            return m
+        mirrored = self._face_logits(self.lnet_o, [np.ascontiguousarray(scaled[:, ::-1])])[0]
+        return (m + _mirror_back(mirrored, scaled.shape[1])) / 2
+
     def proposals(self, image: np.ndarray, maps: list | None = None) -> np.ndarray:
         """(K, 4) rows of centre x, centre y, face width, probability; best first, after NMS.
         ``maps``: a list that receives each scale's face map (for figures)."""
@@ -149,7 +160,7 @@ class PyramidLNetLocalizer:
         floor = math.log(self.proposal_floor / (1 - self.proposal_floor))
         for s in self.scales(h, w):
             scaled = _resize(image, s)
-            m = self._face_logits(self.lnet_o, [scaled])[0]
+            m = self._proposal_map(scaled)
             if maps is not None:
                 maps.append(m)
             sy, sx = scaled.shape[0] / h, scaled.shape[1] / w
@@ -281,6 +292,18 @@ class PyramidLNetLocalizer:
         trace = self.localize_traced([image])[0]
         draw_cascade(image, trace, path)
         return trace
+
+
+def _mirror_back(m: np.ndarray, width: int) -> np.ndarray:
+    """The face map of a mirrored image (``width`` pixels wide) on the cells of the original.
+    Cell i's centre is `cell_centre(i)`; reversed, the mirror's cells sit (width - 8 W) pixels
+    off the original's (W cells: a width that is no multiple of the stride leaves a part
+    cell), so the reversed rows are read there by linear interpolation."""
+    reversed_ = m[:, ::-1]
+    cells = m.shape[1]
+    shift = (width - STRIDE * cells) / STRIDE
+    index = np.arange(cells, dtype=np.float64)
+    return np.stack([np.interp(index - shift, index, row) for row in reversed_]).astype(m.dtype)
 
 
 def _max_over_scales(maps: list[np.ndarray]) -> np.ndarray | None:

@@ -342,11 +342,13 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
 MINING_PROPOSALS = 12
 
 
-def pyramid_reading(recipe: dict) -> dict:
+def pyramid_reading(recipe: dict, flip: bool = True) -> dict:
     """How a pyramid localizer reads LNets trained by ``recipe`` (`reproduce.RECIPE["lnets"]`):
     the face width their scenes centre on (the geometric mean of "face_px"), LNet_s's
-    head-shoulder window and, when the recipe says, how many proposals LNet_s reads and how
-    far from a proposal it looks (``refine_radius``);
+    head-shoulder window and, when the recipe says, how many proposals LNet_s reads, how far
+    from a proposal it looks (``refine_radius``) and, unless ``flip`` is False, whether LNet_o
+    also reads the mirror image (``flip_proposals``: a reading choice, so the steps of training
+    that read proposals, hard negatives and the draw choice, read without it);
     `PyramidLNetLocalizer` keywords."""
     reading = {"canonical": float(np.sqrt(np.prod(recipe["face_px"]))),
                "window_size": recipe["window_size"]}
@@ -354,6 +356,8 @@ def pyramid_reading(recipe: dict) -> dict:
         reading["max_proposals"] = int(recipe["max_proposals"])
     if recipe.get("refine_radius") is not None:
         reading["refine_radius"] = float(recipe["refine_radius"])
+    if flip and recipe.get("flip_proposals"):
+        reading["flip_proposals"] = True
     return reading
 
 
@@ -382,7 +386,8 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
                         lnet_config, log)
     t1 = time.perf_counter()
     proposer = PyramidLNetLocalizer(lnet_o, None,
-                                    **{**pyramid_reading(r), "max_proposals": MINING_PROPOSALS})
+                                    **{**pyramid_reading(r, flip=False),
+                                       "max_proposals": MINING_PROPOSALS})
     hard = mine_hard_negatives(proposer, backgrounds[:r.get("hard_negative_photos")],
                                r["window_size"])
     log(f"lnet_s: {len(hard)} hard negatives (LNet_o's proposals on {len(backgrounds)} "
