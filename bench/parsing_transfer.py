@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     out = args.out or tempfile.mkdtemp()
     if args.smoke_test:
-        from faceattr_ray.data.synthetic import write_aligned
+        from faceattr_ray.data.synthetic import write_aligned, write_backgrounds
 
         args.generated = write_aligned(os.path.join(out, "gen"), 24, 12, seed=3, masks=True)
+        if not os.path.isdir(args.photos):  # a clone without ../shared/data: generated clutter
+            args.photos = os.path.join(out, "photos")
+            write_backgrounds(args.photos, 4, seed=3)
         args.celeba_root, args.limit, args.epochs, args.val_limit = args.generated, 8, 1, 6
         args.batch_size = 4
     common = dict(local=True, epochs=args.epochs, limit=args.limit, batch_size=args.batch_size,
