@@ -252,13 +252,13 @@ def load_models(models: list[str]) -> tuple:
     (`models.AttributeEnsemble`, as `reproduce` builds with ``anet_members``; the first
     bundle's LNets and config, its heads dropped as they fit one ANet's features)."""
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.models import AttributeEnsemble
+    from faceattr_ray.models import read_as_one
 
     bundles = [load_bundle(m) for m in models]
     keys = [b.config.get("files", {}).get("anet.safetensors", "anet")[:12] for b in bundles]
     bundle = bundles[0]
     if len(bundles) > 1:
-        bundle.anet = AttributeEnsemble([b.anet for b in bundles])
+        bundle.anet = read_as_one([b.anet for b in bundles])
         bundle.heads = None
     return bundle, "+".join(keys)
 

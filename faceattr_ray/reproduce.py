@@ -341,7 +341,7 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     Face-tag LNets train on scenes of ROOT's train faces x ``backgrounds`` (their LNet_s draw
     chosen on calibration scenes with the ``held`` ones); AlexNet-style ones on the WILD
     folder."""
-    from faceattr_ray.models import AttributeEnsemble
+    from faceattr_ray.models import read_as_one
     from faceattr_ray.train import api
 
     common = {**_trainer_options(recipe, work, address), "seed": seed, "limit": limit}
@@ -397,8 +397,7 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
             trained.append(anets["anet"])
             who = "ANet" if members == 1 else f"ANet member {k + 1} of {members}"
             print(f"[reproduce] {who}: {_short(metrics['anet'])}")
-    anet = trained[0] if members == 1 else AttributeEnsemble(trained)
-    return {**lnets, "anet": anet}, cfg
+    return {**lnets, "anet": read_as_one(trained)}, cfg
 
 
 def given_anet(paths: str | list[str], timer: Timer) -> tuple:
@@ -406,7 +405,7 @@ def given_anet(paths: str | list[str], timer: Timer) -> tuple:
     bundle, or several read as one ensemble), in place of training it; with the attributes it
     scores and the preprocessing it was trained with (the first bundle's)."""
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.models import AttributeEnsemble
+    from faceattr_ray.models import read_as_one
 
     paths = [paths] if isinstance(paths, str) else list(paths)
     with timer.stage("anet_finetune"):
@@ -416,9 +415,7 @@ def given_anet(paths: str | list[str], timer: Timer) -> tuple:
         if b.attributes != bundles[0].attributes:
             raise RecipeError(f"anet_init: {path} scores other attributes than "
                               f"{paths[0]}")
-    nets = [b.anet for b in bundles]
-    anet = nets[0] if len(nets) == 1 else AttributeEnsemble(nets)
-    return anet, {"attributes": list(bundles[0].attributes),
+    return read_as_one([b.anet for b in bundles]), {"attributes": list(bundles[0].attributes),
                   "preprocess": bundles[0].config["preprocess"]}
 
 

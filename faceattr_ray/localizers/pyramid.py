@@ -146,10 +146,11 @@ class PyramidLNetLocalizer:
     def _proposal_map(self, scaled: np.ndarray) -> np.ndarray:
         """LNet_o's face map of one pyramid level; with ``flip_proposals``, averaged with the
         map of the level's mirror image, mirrored back onto the level's cells."""
-        m = self._face_logits(self.lnet_o, [scaled])[0]
         if not self.flip_proposals:
-            return m
-        mirrored = self._face_logits(self.lnet_o, [np.ascontiguousarray(scaled[:, ::-1])])[0]
+            return self._face_logits(self.lnet_o, [scaled])[0]
+        # the level and its mirror in one batch: one call of LNet_o, not two
+        m, mirrored = self._face_logits(self.lnet_o,
+                                        [scaled, np.ascontiguousarray(scaled[:, ::-1])])
         return (m + _mirror_back(mirrored, scaled.shape[1])) / 2
 
     def proposals(self, image: np.ndarray, maps: list | None = None) -> np.ndarray:

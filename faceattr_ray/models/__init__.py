@@ -4,7 +4,12 @@ feeds them."""
 from __future__ import annotations
 
 from faceattr_ray.models.anet import ANet, ANetConfig
-from faceattr_ray.models.ensemble import AttributeEnsemble, EnsembleConfig, is_ensemble
+from faceattr_ray.models.ensemble import (
+    AttributeEnsemble,
+    EnsembleConfig,
+    is_ensemble,
+    read_as_one,
+)
 from faceattr_ray.models.layers import LocallySharedConv2d
 from faceattr_ray.models.lnet import LNet, LNetConfig, c5_size, load_alexnet_weights, response_maps
 from faceattr_ray.models.parsing import ParsingConfig, ParsingNet
@@ -34,5 +39,6 @@ __all__ = [
     "ANet", "ANetConfig", "AttributeEnsemble", "EnsembleConfig", "IMAGENET_MEAN", "IMAGENET_STD",
     "LNet", "LNetConfig", "LocallySharedConv2d", "ParsingConfig", "ParsingNet", "Preprocess",
     "SSPSSGConfig", "SSPSSGNet", "attribute_network", "c5_size", "is_ensemble", "is_ssp_ssg",
-    "load_alexnet_weights", "normalize", "part_weights", "resize", "response_maps", "to_tensor",
+    "load_alexnet_weights", "normalize", "part_weights", "read_as_one", "resize", "response_maps",
+    "to_tensor",
 ]

@@ -93,3 +93,8 @@ class AttributeEnsemble(nn.Module):
     def patch_features_naive(self, crops: Tensor) -> Tensor:
         """Reference for ``patch_features``: every member patch by patch."""
         return torch.cat([m.patch_features_naive(crops) for m in self.members], dim=-1)
+
+
+def read_as_one(nets: Sequence[nn.Module]) -> nn.Module:
+    """One attribute network as it is, several as an `AttributeEnsemble`."""
+    return nets[0] if len(nets) == 1 else AttributeEnsemble(nets)
