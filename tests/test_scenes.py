@@ -357,6 +357,34 @@ def test_scenes_from_a_child_process_are_the_ones_a_thread_makes():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_an_lnet_trained_with_ema_decay_is_the_average_of_its_steps_weights():
+    """``SceneTrainConfig(ema_decay=d)`` returns e_2 = d w_1 + (1 - d) w_2 after two steps,
+    w_k being the weights of a plain run of k steps (the warm-up's rate and each step's scenes
+    do not depend on the run's length), in NCHW as every reader expects."""
+    from faceattr_ray.models import LNetConfig
+    from faceattr_ray.presets import architecture
+    from faceattr_ray.train.lnet_scenes import train_lnet
+
+    faces, labels = _faces()
+    maker = SceneMaker(faces, labels, _backgrounds(), size=(64, 64), face_px=(16, 40))
+    config = LNetConfig.from_dict({**architecture("wild-smoke")["lnet"], "num_attributes": 40})
+
+    def weights(steps: int, **options) -> dict:
+        cfg = SceneTrainConfig(stage="o", steps=steps, batch_size=4, scene_size=64, **options)
+        return train_lnet(maker, cfg, config, log=lambda m: None).state_dict()
+
+    w1, w2 = weights(1), weights(2)
+    averaged = weights(2, ema_decay=0.3, channels_last=True)
+    for key, value in averaged.items():
+        assert value.is_contiguous()
+        if not value.is_floating_point():  # batch norm's step count
+            continue
+        assert torch.allclose(value, 0.3 * w1[key] + 0.7 * w2[key], atol=1e-5), key
+    assert any(not torch.allclose(averaged[k], w2[k], atol=1e-5) for k in w2)
+    with pytest.raises(ValueError, match="ema_decay"):
+        SceneTrainConfig(ema_decay=1.5)
+
+
 def test_bf16_channels_last_lnet_training_runs_in_bf16_and_returns_nchw_weights(monkeypatch):
     """`reproduce` trains the LNets in bf16 with channels-last kernels on CPUs that compute
     bf16: the forward pass really runs under bf16 autocast (and float32's does not), the

@@ -157,6 +157,30 @@ def test_local_finetune_learns_attributes(tmp_path):
     assert nets["anet"].config.num_attributes == 3
 
 
+def test_ema_decay_returns_the_moving_average_of_the_runs_weights(tmp_path):
+    """With ``ema_decay`` d the run returns (and validates) the exponential moving average of
+    its weights after each step, batch-norm statistics included: e_1 = w_1, e_k = d e_(k-1) +
+    (1 - d) w_k, where w_k are the weights a plain run of k steps ends at (constant rate, no
+    shuffling, one step an epoch); a decay outside (0, 1) is refused before anything trains."""
+    root = write_celeba(str(tmp_path / "celeba"), n=24)
+    common = dict(nets=("anet",), local=True, batch_size=32, lr=0.05, seed=1, augment=False,
+                  shuffle=False, anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
+                                       "feature_dim": 16, "batch_norm": True})
+    plain = [api.finetune(root, epochs=k, **common)[0]["anet"].state_dict() for k in (1, 2, 3)]
+    averaged = api.finetune(root, epochs=3, ema_decay=0.6, **common)[0]["anet"].state_dict()
+    floats = [k for k, v in averaged.items() if v.is_floating_point()]
+    assert any("running_mean" in k for k in floats)  # batch norm is there, and averaged
+    changed = 0
+    for key in floats:
+        want = (0.6 * (0.6 * plain[0][key] + 0.4 * plain[1][key]) + 0.4 * plain[2][key])
+        assert torch.allclose(averaged[key], want, atol=1e-6, rtol=1e-5), key
+        changed += not torch.allclose(averaged[key], plain[2][key], atol=1e-6)
+    assert changed > len(floats) // 2  # the average is not the last step's weights
+    for bad in (1.0, 0.0, -0.5, "0.9"):
+        with pytest.raises(ValueError, match="ema_decay must lie strictly between 0 and 1"):
+            api.finetune(root, epochs=1, ema_decay=bad, **common)
+
+
 @pytest.mark.parametrize(("mode", "max_steps"), [("thread", None), ("thread", 3),
                                                  ("process", None), ("process", 3)])
 def test_prefetched_batches_train_exactly_as_the_plain_loop(tmp_path, mode, max_steps):
@@ -374,8 +398,10 @@ ANET = {"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16
 def runs(local_ray, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train_ray")
     root = write_celeba(str(tmp / "celeba"), n=16)  # 12 train, 4 val images
+    # every run keeps a weight average (ema_decay): a resume must restore it too, beside the
+    # weights and the optimizer, to end where the uninterrupted run ends
     common = dict(nets=("anet",), batch_size=12, lr=0.05, seed=3, augment=False, shuffle=False,
-                  anet=ANET)
+                  anet=ANET, ema_decay=0.5)
     ray_only = dict(storage_path=str(tmp / "results"), max_failures=1)
     out = {}
     marker = str(tmp / "crashed")
@@ -424,8 +450,9 @@ def test_killed_worker_is_restarted_and_the_run_completes(runs):
 def test_rerun_with_the_same_name_resumes(runs):
     d = runs["D"][1]["anet"]
     assert d["epoch"] == 2 and d["start_epoch"] == 2  # only epoch 2 ran in the second fit
-    # Resumed, not restarted: D's one epoch went on from C's weights *and* its optimizer state,
-    # so it ends where one uninterrupted 3-epoch run ends (on another worker count, too).
+    # Resumed, not restarted: D's one epoch went on from C's weights, its optimizer state *and*
+    # its weight average, so it ends where one uninterrupted 3-epoch run ends (on another worker
+    # count, too).
     assert _same(_weights(runs["D"]), _weights(runs["local3"]))
     # The comparison can fail: the same epoch with the momentum lost ends elsewhere.
     assert not _same(_weights(runs["D"]), _weights(runs["fresh"]))

@@ -49,6 +49,10 @@ DEFAULTS: dict = {
     # arithmetic and memory layout of the networks (runtime.PRECISIONS; "auto": autocast on a
     # GPU, float32 on a CPU) and channels-last convolutions (None: on a GPU only)
     "precision": "auto", "channels_last": None,
+    # the weights a run returns (and validates, and checkpoints beside the last step's): an
+    # exponential moving average over the steps at this decay (common.weight_average); None:
+    # the last step's
+    "ema_decay": None,
 }
 # --smoke-test: the "smoke" preset's networks, a handful of images, 2 steps, in-process.
 SMOKE = {"epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True,
@@ -71,6 +75,7 @@ def make_config(job: str, data: str, smoke_test: bool = False, **options) -> dic
             cfg[key] = value
     cfg.update(job=job, data=data, smoke_test=smoke_test)
     check_precision(cfg["precision"])
+    common.check_ema_decay(cfg["ema_decay"])
     cfg["lnet"] = LNetConfig.from_dict(cfg["lnet"]).to_dict()
     cfg["anet"] = ANetConfig.from_dict(cfg["anet"]).to_dict()
     cfg["preprocess"] = Preprocess.from_dict(cfg["preprocess"]).to_dict()

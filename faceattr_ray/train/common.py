@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from faceattr_ray.runtime import DECODE_CPUS, amp_dtype, init_ray, pick_device, to_channels_last
 
@@ -143,6 +144,28 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+def check_ema_decay(decay: float | None) -> float | None:
+    """`decay` itself where it is unset or strictly between 0 and 1; else a ValueError."""
+    if decay is not None and not (isinstance(decay, int | float) and 0.0 < decay < 1.0):
+        raise ValueError(f"ema_decay must lie strictly between 0 and 1 (or be null), "
+                         f"got {decay!r}")
+    return decay
+
+
+def weight_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights and batch-norm statistics, updated by
+    `.update_parameters(model)` after each step (torch's own; None when `decay` is unset)."""
+    if check_ema_decay(decay) is None:
+        return None
+    return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay),
+                         use_buffers=True)
+
+
+def kept(model: nn.Module, average: AveragedModel | None) -> nn.Module:
+    """The network a run validates and returns: the weight average where one is kept."""
+    return unwrap(model) if average is None else average.module
+
+
 def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     """SGD with momentum (`optimizer` "sgd", the paper's) or AdamW ("adamw")."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -194,10 +217,12 @@ def count_images(rows: Rows) -> int:
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                 batches: Iterable[dict], job: Job, cfg: dict, device: torch.device,
                 max_steps: int | None = None, epoch: int = 0,
-                epoch_steps: int | None = None) -> dict[str, float]:
+                epoch_steps: int | None = None,
+                average: AveragedModel | None = None) -> dict[str, float]:
     """One pass over `batches`: forward, loss, backward, step. Returns sums for the epoch.
 
-    With `epoch_steps` (steps in an epoch), the learning rate follows cfg["schedule"] per step.
+    With `epoch_steps` (steps in an epoch), the learning rate follows cfg["schedule"] per step;
+    `average` (`weight_average`) follows the weights after every step.
     """
     model.train()
     loss_sum, images, steps, correct, count = 0.0, 0, 0, 0.0, 0.0
@@ -213,6 +238,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if average is not None:
+            average.update_parameters(unwrap(model))
         # Tensors stay on the device until the epoch ends (no GPU sync per step).
         loss_sum = loss_sum + loss.detach().float() * n
         images += n
@@ -418,14 +445,24 @@ STATE_FILE = "state.pt"
 
 
 def save_state(directory: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-               epoch: int, cfg: dict, metrics: dict | None = None) -> None:
-    """Model + optimizer + epoch, loadable with `torch.load(weights_only=True)`."""
+               epoch: int, cfg: dict, metrics: dict | None = None,
+               average: AveragedModel | None = None) -> None:
+    """Model + optimizer + epoch (+ the weight average), loadable with
+    `torch.load(weights_only=True)`."""
     state = {"model": unwrap(model).state_dict(), "epoch": epoch}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
+    if average is not None:
+        state["average"] = average.state_dict()
     torch.save(state, os.path.join(directory, STATE_FILE))
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump({"config": cfg, "metrics": metrics or {}}, f, indent=1, default=str)
+
+
+def averaged_weights(average_state: dict) -> dict:
+    """The network's own state dict inside a saved `AveragedModel` state."""
+    return {k.removeprefix("module."): v for k, v in average_state.items()
+            if k.startswith("module.")}
 
 
 def load_state(directory: str) -> dict:
@@ -467,13 +504,13 @@ def ray_worker_loop(cfg: dict) -> None:
         import ray
 
         load_matching(model.net, ray.get(cfg["init_state_ref"]))
-    start_epoch, opt_state = 0, None
+    start_epoch, opt_state, average_state = 0, None, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = load_state(d)
         model.load_state_dict(state["model"])
-        opt_state = state.get("optimizer")
+        opt_state, average_state = state.get("optimizer"), state.get("average")
         start_epoch = state["epoch"] + 1
         if rank == 0:
             print(f"[{cfg['job']}] resuming from the checkpoint of epoch {state['epoch']}")
@@ -483,6 +520,9 @@ def ray_worker_loop(cfg: dict) -> None:
     optimizer = make_optimizer(model, cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
+    average = weight_average(model, cfg.get("ema_decay"))
+    if average is not None and average_state is not None:
+        average.load_state_dict(average_state)
     model = ray.train.torch.prepare_model(model)
     scaler = make_scaler(device, cfg)
     per_worker = max(1, cfg["batch_size"] // world)
@@ -494,21 +534,21 @@ def ray_worker_loop(cfg: dict) -> None:
         batches = shard.iter_torch_batches(batch_size=per_worker, drop_last=False)
         stats = train_epoch(model, optimizer, scaler, batches, job, cfg, device,
                             max_steps=cfg.get("max_steps"), epoch=epoch,
-                            epoch_steps=epoch_steps)
+                            epoch_steps=epoch_steps, average=average)
         stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
         stats = _all_reduce_sums(stats, _SUM_KEYS, device)
         val = None
         if cfg.get("has_val"):
             val_batches = ray.train.get_dataset_shard("val").iter_torch_batches(
                 batch_size=per_worker)
-            val = validate(unwrap(model), val_batches, job, cfg, device)
+            val = validate(kept(model, average), val_batches, job, cfg, device)
             val = _all_reduce_sums(val, _SUM_KEYS[:4], device)
         metrics = epoch_metrics(epoch, stats, val, world)
         metrics["start_epoch"] = start_epoch  # > 0 when this attempt resumed from a checkpoint
         with tempfile.TemporaryDirectory() as d:
             ckpt = None
             if rank == 0:
-                save_state(d, model, optimizer, epoch, cfg, metrics)
+                save_state(d, model, optimizer, epoch, cfg, metrics, average)
                 ckpt = ray.train.Checkpoint.from_directory(d)
                 print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
             ray.train.report(metrics, checkpoint=ckpt)
@@ -593,7 +633,8 @@ def fit_ray(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]
         with open(os.path.join(d, "config.json")) as f:
             metrics = json.load(f)["metrics"]
     model = job.build(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(averaged_weights(state["average"]) if "average" in state
+                          else state["model"])
     return model.eval(), metrics
 
 
@@ -615,6 +656,7 @@ def fit_local(cfg: dict, init_state: dict | None = None,
         to_channels_last(model)
     optimizer = make_optimizer(model, cfg)
     scaler = make_scaler(device, cfg)
+    average = weight_average(model, cfg.get("ema_decay"))
     train_rows, val_rows = job.rows(cfg, "train"), job.rows(cfg, "val")
     epoch_steps = math.ceil(len(train_rows) / cfg["batch_size"])  # local batches are of rows
     metrics: dict = {}
@@ -641,15 +683,15 @@ def fit_local(cfg: dict, init_state: dict | None = None,
                     cfg.get("max_steps")))
             stats = train_epoch(model, optimizer, scaler, train, job, cfg, device,
                                 max_steps=cfg.get("max_steps"), epoch=epoch,
-                                epoch_steps=epoch_steps)
+                                epoch_steps=epoch_steps, average=average)
             deque(train, maxlen=0)  # the epoch's end: a child hands the rng back
             stats["images_per_s"] = stats["images"] / max(stats["seconds"], 1e-9)
             val = None
             if val_rows and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
-                val = validate(model, local_batches(job, cfg, val_rows, cfg["batch_size"], False,
-                                                    rng), job, cfg, device)
+                val = validate(kept(model, average), local_batches(
+                    job, cfg, val_rows, cfg["batch_size"], False, rng), job, cfg, device)
             metrics = epoch_metrics(epoch, stats, val, 1)
             metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
             if verbose:
                 print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
-    return model.cpu().eval(), metrics
+    return kept(model, average).cpu().eval(), metrics

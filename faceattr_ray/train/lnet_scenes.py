@@ -39,7 +39,7 @@ from faceattr_ray.data.scenes import Scene, SceneMaker, image_tags
 from faceattr_ray.errors import RecipeError
 from faceattr_ray.models import IMAGENET_MEAN, IMAGENET_STD, LNet, LNetConfig, to_tensor
 from faceattr_ray.runtime import check_precision, to_channels_last
-from faceattr_ray.train.common import autocast, prefetched
+from faceattr_ray.train.common import autocast, check_ema_decay, kept, prefetched, weight_average
 
 STAGES = ("o", "s")
 PREFETCH = ("thread", "process")
@@ -70,6 +70,9 @@ class SceneTrainConfig:
     # who makes the next step's inputs while this step trains: "thread" or "process" (a child
     # process; a thread cannot keep up with a bf16 step: scene making holds the GIL, README)
     prefetch: str = "thread"
+    # the weights kept: an exponential moving average over the steps at this decay (None: the
+    # last step's)
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -79,6 +82,7 @@ class SceneTrainConfig:
                              'train on the CPU: "fp32" or "bf16"')
         if self.prefetch not in PREFETCH:
             raise ValueError(f"prefetch must be one of {PREFETCH}, not {self.prefetch!r}")
+        check_ema_decay(self.ema_decay)
         self.face_px = tuple(self.face_px)
 
 
@@ -302,6 +306,7 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
         to_channels_last(model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    average = weight_average(model, cfg.ema_decay)
     batches = SceneBatches(maker, cfg, num_attributes, hard_negatives)
     per_rank = cfg.batch_size // world_size
     t0, seen, running = time.perf_counter(), 0, None
@@ -326,12 +331,15 @@ def _train_steps(maker: SceneMaker, cfg: SceneTrainConfig, lnet_config: LNetConf
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update_parameters(model)
         seen += len(images)
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
             rate = seen / (time.perf_counter() - t0)
             log(f"lnet_{cfg.stage} step {step + 1}/{cfg.steps} loss {running:.4f} "
                 f"({rate:.0f} inputs/s)")
+    model = kept(model, average)
     for param in model.parameters():  # the kernels back in NCHW, as every reader expects
         param.data = param.data.contiguous()
     return model.eval()
@@ -380,7 +388,8 @@ def train_lnets(faces: np.ndarray, labels: np.ndarray, backgrounds: list[np.ndar
     common = {"batch_size": r["batch_size"], "lr": r["lr"], "weight_decay": r["weight_decay"],
               "window_size": r["window_size"], "seed": seed,
               "precision": r.get("precision", "fp32"), "channels_last": r.get("channels_last", False),
-              "prefetch": r.get("prefetch", "thread"), "threads": r.get("threads", 0)}
+              "prefetch": r.get("prefetch", "thread"), "threads": r.get("threads", 0),
+              "ema_decay": r.get("ema_decay")}
     t0 = time.perf_counter()
     lnet_o = train_lnet(maker, SceneTrainConfig(stage="o", steps=r["steps_o"], **common),
                         lnet_config, log)
