@@ -250,7 +250,11 @@ METHODS = ("empirical", "guarded", "platt")
 def load_models(models: list[str]) -> tuple:
     """(bundle, features cache key): one bundle, or several whose ANets are read as one
     (`models.AttributeEnsemble`, as `reproduce` builds with ``anet_members``; the first
-    bundle's LNets and config, its heads dropped as they fit one ANet's features)."""
+    bundle's LNets and config). Heads are dropped either way, so the "ANet tag layer"
+    candidate is the network's own layer, as `reproduce` sees it before fitting heads: a
+    finished bundle's SVM heads were fit on all of val, and read as that candidate they leaked
+    val into the nested figures (runs/repro20: accuracy point 89.45 read so, 89.37 honestly;
+    README, results: A longer ANet, nineteenth round)."""
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.models import read_as_one
 
@@ -259,7 +263,7 @@ def load_models(models: list[str]) -> tuple:
     bundle = bundles[0]
     if len(bundles) > 1:
         bundle.anet = read_as_one([b.anet for b in bundles])
-        bundle.heads = None
+    bundle.heads = None
     return bundle, "+".join(keys)
 
 

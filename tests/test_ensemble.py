@@ -198,3 +198,12 @@ def test_the_recipe_bench_reads_several_bundles_as_one_ensemble(tmp_path):
     assert isinstance(one.anet, ANet) and isinstance(both.anet, AttributeEnsemble)
     assert key_both.startswith(key_one) and key_both != key_one
     assert both.heads is None  # the members' tag layers, averaged, score it
+    # a finished bundle's heads (fit on val) never stand in for the tag layer: they would leak
+    # val into the figures that choose on val
+    finished = load_bundle(paths[0])
+    finished.heads = {"weight": np.ones((40, 16), np.float32), "bias": np.zeros(40, np.float32)}
+    save_bundle(tmp_path / "finished", finished)
+    read, _ = bench.load_models([str(tmp_path / "finished")])
+    weight, _, kind = read.head_arrays()
+    assert kind == "anet attribute layer"
+    np.testing.assert_array_equal(weight, read.anet.attribute_head.weight.detach().numpy())
