@@ -157,9 +157,10 @@ RECIPE: dict = {
     # ANets trained as above from seeds seed, seed + 1, ... and read as one
     # (models.AttributeEnsemble: tag logits averaged, SVM heads on their features side by
     # side); each member costs anet_finetune's epochs again. Two of 65 bf16 epochs (epochs 40)
-    # against one of 94, nested val: accuracy point 89.57 vs 89.45, balanced 82.80 vs 82.78,
-    # AP 68.79 vs 69.06, the same calibration recall, for about 10 more minutes (README,
-    # results: A longer ANet, eighteenth round), so one
+    # against one of 94: nested val, accuracy point 89.57 vs 89.37, balanced point 82.80 vs
+    # 82.38, AP 68.79 vs 68.33; test 89.73 vs 89.77, 84.0 vs 83.6, 67.7 vs 67.2; but the whole
+    # command with two took 60.2 minutes (runs/repro21), past the budget (README, results: A
+    # longer ANet, nineteenth round), so one
     "anet_members": 1,
     # bundles whose ANets to take as they are (skips ANet's training): one, or several read as
     # one ensemble

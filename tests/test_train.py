@@ -161,7 +161,8 @@ def test_ema_decay_returns_the_moving_average_of_the_runs_weights(tmp_path):
     """With ``ema_decay`` d the run returns (and validates) the exponential moving average of
     its weights after each step, batch-norm statistics included: e_1 = w_1, e_k = d e_(k-1) +
     (1 - d) w_k, where w_k are the weights a plain run of k steps ends at (constant rate, no
-    shuffling, one step an epoch); a decay outside (0, 1) is refused before anything trains."""
+    shuffling, one step an epoch); a decay outside (0, 1) is refused before anything trains, with
+    an error the CLI prints as one line (`--config` carries the key)."""
     root = write_celeba(str(tmp_path / "celeba"), n=24)
     common = dict(nets=("anet",), local=True, batch_size=32, lr=0.05, seed=1, augment=False,
                   shuffle=False, anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8],
@@ -176,8 +177,10 @@ def test_ema_decay_returns_the_moving_average_of_the_runs_weights(tmp_path):
         assert torch.allclose(averaged[key], want, atol=1e-6, rtol=1e-5), key
         changed += not torch.allclose(averaged[key], plain[2][key], atol=1e-6)
     assert changed > len(floats) // 2  # the average is not the last step's weights
+    from faceattr_ray.errors import RecipeError  # the CLI prints it as one line
+
     for bad in (1.0, 0.0, -0.5, "0.9"):
-        with pytest.raises(ValueError, match="ema_decay must lie strictly between 0 and 1"):
+        with pytest.raises(RecipeError, match="ema_decay must lie strictly between 0 and 1"):
             api.finetune(root, epochs=1, ema_decay=bad, **common)
 
 

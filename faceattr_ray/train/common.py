@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from faceattr_ray.errors import RecipeError
 from faceattr_ray.runtime import DECODE_CPUS, amp_dtype, init_ray, pick_device, to_channels_last
 
 # Job name -> "module:attribute" of its `Job`; imported lazily so Ray workers load only theirs.
@@ -145,9 +146,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def check_ema_decay(decay: float | None) -> float | None:
-    """`decay` itself where it is unset or strictly between 0 and 1; else a ValueError."""
+    """`decay` itself where it is unset or strictly between 0 and 1; else a one-line error."""
     if decay is not None and not (isinstance(decay, int | float) and 0.0 < decay < 1.0):
-        raise ValueError(f"ema_decay must lie strictly between 0 and 1 (or be null), "
+        raise RecipeError(f"ema_decay must lie strictly between 0 and 1 (or be null), "
                          f"got {decay!r}")
     return decay
 
