@@ -101,9 +101,11 @@ RECIPE: dict = {
               "flip_proposals": True,
               # both LNets' weights kept as a moving average over the steps at this decay
               # (train.common.weight_average). 0.99 lifted all four draws' calibration recall
-              # (0.62, 0.73 | 0.79, 0.82 against 0.38, 0.34 | 0.76, 0.80), a screen only: not
-              # yet read on the val or test sets (README, results: Localization in the wild,
-              # nineteenth round), so off
+              # (0.62, 0.73 | 0.79, 0.82 against 0.38, 0.34 | 0.76, 0.80) and the LNets' own
+              # val recall on group and whole faces, but framed it read as the command on val
+              # (calibration 0.869 against 0.873); 0.995: 0.836, 0.99 with 1,200 LNet_o
+              # steps: 0.857, with wider LNets: draws of 0.00-0.59 (README, results:
+              # Localization in the wild, twentieth round), so off
               "ema_decay": None,
               "init": None,  # a bundle whose LNets to take as they are (skips their training)
               # on a CPU that computes bf16 (as ANet's block below): bf16 autocast, channels-
