@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from faceattr_ray.errors import RecipeError
 from faceattr_ray.train import api
 from faceattr_ray.train.losses import masked_bce, similarity_loss
 
@@ -177,8 +178,6 @@ def test_ema_decay_returns_the_moving_average_of_the_runs_weights(tmp_path):
         assert torch.allclose(averaged[key], want, atol=1e-6, rtol=1e-5), key
         changed += not torch.allclose(averaged[key], plain[2][key], atol=1e-6)
     assert changed > len(floats) // 2  # the average is not the last step's weights
-    from faceattr_ray.errors import RecipeError  # the CLI prints it as one line
-
     for bad in (1.0, 0.0, -0.5, "0.9"):
         with pytest.raises(RecipeError, match="ema_decay must lie strictly between 0 and 1"):
             api.finetune(root, epochs=1, ema_decay=bad, **common)

@@ -149,7 +149,7 @@ def check_ema_decay(decay: float | None) -> float | None:
     """`decay` itself where it is unset or strictly between 0 and 1; else a one-line error."""
     if decay is not None and not (isinstance(decay, int | float) and 0.0 < decay < 1.0):
         raise RecipeError(f"ema_decay must lie strictly between 0 and 1 (or be null), "
-                         f"got {decay!r}")
+                          f"got {decay!r}")
     return decay
 
 
