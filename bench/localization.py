@@ -22,7 +22,8 @@ a miss for every localizer.
 
 Rows: "lnet" (the bundle's LNets at its threshold), "framed" (the same boxes, each then
 re-sized to the zoom ANet reads most confidently, its centre moved where ANet reads it more
-confidently, and dropped when ANet reads them below the bundle's confidence floor:
+confidently, and dropped when ANet reads them below the bundle's confidence floor (on its face
+head when it has one, `heads.face`):
 `localizers.framing`, what `Predictor` does when the bundle says "frame_zooms",
 "frame_shifts_y", "frame_shifts_x" and "frame_min_confidence"), "unfloored" (framed, no floor; only for a bundle
 with one), "cascade". Per set and localizer: recall at IoU 0.5 and false detections per image at the operating
@@ -182,7 +183,7 @@ def main(args) -> dict:
     from faceattr_ray.evaluation.localization_metrics import CROWDED_WIDTHS
     from faceattr_ray.localizers import CascadeLocalizer, LNetLocalizer
     from faceattr_ray.localizers.framing import DEFAULT_ZOOMS
-    from faceattr_ray.predictor import bundle_frame_floor, framed_localizer
+    from faceattr_ray.predictor import bundle_face_head, bundle_frame_floor, framed_localizer
 
     if args.smoke_test:
         from faceattr_ray.bundle import save_bundle
@@ -241,7 +242,9 @@ def main(args) -> dict:
 
     print(f"setting: model {bundle.path} (threshold {bundle.threshold}; localizer options "
           f"{json.dumps(args.localizer_options)} over the bundle's; framed zooms "
-          f"{[round(z, 3) for z in zooms]}, confidence floor {floor}); {args.split} faces; sets: "
+          f"{[round(z, 3) for z in zooms]}, confidence floor {floor} on the "
+          f"{'face head' if bundle_face_head(bundle) else 'attribute confidence'}); "
+          f"{args.split} faces; sets: "
           + ", ".join(f"{k} {len(v[0])} images / {sum(len(b) for b in v[1])} faces"
                       for k, v in sets.items()))
     result: dict = {}

@@ -196,6 +196,24 @@ class Predictor:
                 feats = torch.cat([feats, mirrored], dim=1)
         return feats
 
+    @torch.inference_mode()
+    def mean_features(self, crops: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """(M, F) float32 patch-mean ANet features of face crops, ``chunk`` at a time (what the
+        face head reads, and what it is fit on)."""
+        if len(crops) == 0:
+            return np.zeros((0, self.anet.config.feature_dim), np.float32)
+        return np.concatenate([self.patch_features(crops[i:i + chunk]).mean(dim=1).cpu().numpy()
+                               for i in range(0, len(crops), chunk)])
+
+    def face_scores(self, crops: np.ndarray) -> np.ndarray:
+        """(M,) the bundle's face head (`heads.face`) on face crops: above 0 reads as a face."""
+        from faceattr_ray.heads.face import face_head_scores
+
+        head = bundle_face_head(self.bundle)
+        if head is None:
+            raise ValueError("the bundle has no face head (config predict.face_head)")
+        return face_head_scores(self.mean_features(crops), head)
+
     def crop_tensor(self, crops: np.ndarray) -> torch.Tensor:
         """(M, 3, S, S) float32: face crops normalised as in training, on the device."""
         return self.preprocess.normalize(crops, self.device)
@@ -220,9 +238,17 @@ def bundle_frame_shifts(bundle: Bundle) -> dict[str, tuple[float, ...]]:
             "shifts_x": tuple(predict.get("frame_shifts_x") or ())}
 
 
+def bundle_face_head(bundle: Bundle) -> dict | None:
+    """A bundle's face head (config "predict": {"face_head"}: "weight", "bias"; set by
+    `reproduce`), which its confidence floor reads; None: the floor reads ANet's attribute
+    confidence (bundles before it)."""
+    return (bundle.config.get("predict") or {}).get("face_head")
+
+
 def bundle_frame_floor(bundle: Bundle) -> float | None:
-    """The ANet confidence below which a bundle drops a framed box (config "predict":
-    {"frame_min_confidence"}, set by `reproduce`); None: nothing dropped."""
+    """The ANet confidence (the face head's score when the bundle has one) below which a
+    bundle drops a framed box (config "predict": {"frame_min_confidence"}, set by
+    `reproduce`); None: nothing dropped."""
     floor = (bundle.config.get("predict") or {}).get("frame_min_confidence")
     return None if floor is None else float(floor)
 
@@ -243,11 +269,13 @@ def framed_localizer(bundle: Bundle, localizer, zooms: Sequence[float] | None = 
 def bundle_framer(bundle: Bundle, localizer, describe: Predictor, zooms: Sequence[float],
                   floor: bool = True) -> FramedLocalizer:
     """``localizer`` framed by ``describe``'s ANet (a `Predictor` that describes faces) at
-    ``zooms``, with the bundle's centre moves and, when ``floor``, its confidence floor."""
+    ``zooms``, with the bundle's centre moves and, when ``floor``, its confidence floor, read
+    on the bundle's face head when it has one (`heads.face`)."""
+    face_scores = describe.face_scores if bundle_face_head(bundle) is not None else None
     return FramedLocalizer(localizer, describe.attribute_scores, describe.preprocess.face_crop,
                            describe.crop_side, zooms,
                            min_confidence=bundle_frame_floor(bundle) if floor else None,
-                           **bundle_frame_shifts(bundle))
+                           face_scores=face_scores, **bundle_frame_shifts(bundle))
 
 
 def assemble_results(

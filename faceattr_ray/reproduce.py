@@ -45,6 +45,20 @@ from faceattr_ray.presets import architecture
 # --- the recipe: every setting of a real run, in one place ------------------------------------
 # Accuracy experiments on celeba-mini (2-core CPU, 60-minute budget) tune these values; the
 # test split is never used to choose them.
+# The face head's recipe when "frame_face_head" asks for one: fit on the framed finds of
+# "scenes" generated scenes of train faces on the training backgrounds (C its regularisation);
+# the threshold is the lowest whose false detections per val scene, after the floor, stay within
+# "max_false_per_image"
+FACE_HEAD: dict = {"scenes": 400, "C": 0.01, "max_false_per_image": 0.1}
+
+
+def face_head_recipe(recipe: dict) -> dict | None:
+    """RECIPE's "frame_face_head" with FACE_HEAD's defaults filled in ({} asks for them
+    all); None: no face head."""
+    asked = recipe.get("frame_face_head")
+    return None if asked is None or asked is False else {**FACE_HEAD, **asked}
+
+
 RECIPE: dict = {
     "trainer": "auto",  # "auto", "ray" (Ray Train) or "local" (in-process); see module doc
     # AlexNet-style LNets only (no face tag, e.g. the demo's toy): their in-the-wild training
@@ -219,6 +233,12 @@ RECIPE: dict = {
     # faces are dropped (face-like texture: `localizers.framing.confidence_floor`); chosen on
     # val photos, collages and scenes (README, results); None: nothing dropped
     "frame_confidence_quantile": 0.02,
+    # What that floor reads: None, ANet's attribute confidence, the threshold set before it
+    # ("scenes": max_false_per_image). Or a dict (keys and defaults: FACE_HEAD): a face head
+    # (`heads.face`), the threshold and floor then chosen together. The head separates the val
+    # calibration scenes' finds better but read the sample photos' cameraman below its floor
+    # at every setting tried, so it stays off (README, results, twenty-first round)
+    "frame_face_head": None,
     # The attribute network: "anet" (LNets+ANet, the paper) or "ssp-ssg" (Kalayeh et al. 2017:
     # parsing-guided, `ssp_ssg` below, in place of the ANet stages; LNets, heads, calibration
     # and evaluation unchanged). `--family` sets it.
@@ -876,10 +896,11 @@ def split_faces(root: str, split: str, limit: int | None = None) -> tuple[np.nda
 
 def validation_scenes(root: str, split: str, backgrounds: list[str], recipe: dict, count: int,
                       seed: int, context_share: float = 0.0,
-                      max_hidden: float | None = None) -> list:
+                      max_hidden: float | None = None, grey_share: float | None = None) -> list:
     """Scenes of ``split``'s faces on the given (held-apart) backgrounds, photo-sized;
     ``context_share`` of the faces pasted whole (hair, neck, their own surroundings) under a
-    feathered rectangle, the rest under the soft ellipse; ``max_hidden`` as in `SceneMaker`."""
+    feathered rectangle, the rest under the soft ellipse; ``max_hidden`` and ``grey_share`` as
+    in `SceneMaker`."""
     from faceattr_ray.data.scenes import SceneMaker, load_background
 
     sc = recipe["scenes"]
@@ -889,7 +910,7 @@ def validation_scenes(root: str, split: str, backgrounds: list[str], recipe: dic
                        face_px=tuple(sc.get("face_px", (30, 120))),
                        max_faces=sc.get("max_faces", 4), empty_share=sc.get("empty_share", 0.15),
                        max_rotation=15.0, degrade=0.5, context_share=context_share,
-                       max_hidden=max_hidden)
+                       max_hidden=max_hidden, grey_share=grey_share)
     rng = np.random.default_rng([seed, 31, {"train": 0, "val": 1, "test": 2}[split]])
     return [maker(rng) for _ in range(count)]
 
@@ -957,44 +978,106 @@ def calibration_detections(localizer, images: list[np.ndarray],
     return geometry, every_detection(localizer, images)
 
 
+def fit_scene_face_head(bundle, localizer, root: str, backgrounds: list[str], recipe: dict,
+                        seed: int) -> dict | None:
+    """The bundle's face head (`heads.face`), fit on what its LNets find and ANet frames in
+    generated scenes of train faces on the training ``backgrounds``: finds covering a pasted
+    face are faces, finds on no pasted face are not. None (with a note) when those scenes give
+    only one kind, e.g. a smoke test's networks."""
+    from faceattr_ray.crops import box_iou
+    from faceattr_ray.evaluation.localization_metrics import every_detection
+    from faceattr_ray.heads.face import face_labels, fit_face_head
+    from faceattr_ray.predictor import Predictor, bundle_frame_zooms, bundle_framer
+
+    h = face_head_recipe(recipe)
+    # grey as often as the LNets' training scenes: with the default share, fewer, the head
+    # read the sample photos' grey-scale cameraman below the floor (README, results)
+    scenes = validation_scenes(root, "train", backgrounds, recipe, h["scenes"], seed,
+                               recipe["scenes"].get("calibration_context_share", 0.0),
+                               grey_share=recipe["lnets"].get("grey_share"))
+    images = [s.image for s in scenes]
+    describe = Predictor(bundle, parts="describe")
+    framer = bundle_framer(bundle, localizer, describe, bundle_frame_zooms(bundle), floor=False)
+    crops, best = [], []
+    for image, one, scene in zip(images, framer.frame_scored(images, every_detection(
+            localizer, images)), scenes, strict=True):
+        for d in framer.select(one, None):
+            crops.append(describe.preprocess.face_crop(image, d.box, describe.crop_side))
+            ious = box_iou(np.array([d.box]), scene.boxes)
+            best.append(float(ious.max()) if ious.size else 0.0)
+    labels = face_labels(np.array(best))
+    if (labels == 1).sum() == 0 or (labels == 0).sum() == 0:
+        print(f"[reproduce] face head not fit: {int((labels == 1).sum())} faces and "
+              f"{int((labels == 0).sum())} others found in {len(scenes)} train scenes; the floor "
+              "reads ANet's attribute confidence")
+        return None
+    features = describe.mean_features(np.stack(crops))
+    return {**fit_face_head(features, labels, h.get("C", 0.01)), "scenes": len(scenes)}
+
+
 def calibrate_scene_localizer(model: str, root: str, backgrounds: list[str], recipe: dict,
-                              seed: int) -> dict:
+                              seed: int, train_backgrounds: list[str] | None = None,
+                              reading: dict | None = None) -> dict:
     """Box geometry and face threshold of the bundle's pyramid localizer, set on scenes of val
-    faces x held-apart backgrounds, and stored in the bundle."""
+    faces x held-apart backgrounds, and stored in the bundle; with RECIPE's "frame_face_head"
+    and ``train_backgrounds``, first the face head its confidence floor reads, fit on scenes of
+    train faces x those backgrounds. ``reading``: `PyramidLNetLocalizer` options over the
+    bundle's own (None: as the recipe trains LNets to be read, `pyramid_reading`)."""
     from faceattr_ray.bundle import load_bundle, save_bundle
     from faceattr_ray.evaluation.localization_metrics import (
         choose_threshold,
+        choose_threshold_and_floor,
         confidence_floor,
         scene_scores,
     )
     from faceattr_ray.localizers import LNetLocalizer
-    from faceattr_ray.predictor import framed_localizer
+    from faceattr_ray.predictor import bundle_frame_zooms, framed_localizer
     from faceattr_ray.train.lnet_scenes import pyramid_reading
 
     whole = recipe["scenes"].get("calibration_context_share", 0.0)
     images, boxes = calibration_scenes(root, backgrounds, recipe, seed)
     bundle = load_bundle(model)
-    localizer = LNetLocalizer.from_bundle(bundle, threshold=None,
-                                          **pyramid_reading(recipe["lnets"]))
-    # the threshold is set where annotate's boxes are: framed by ANet when the bundle frames
-    # (duplicates dropped, no floor yet); then the confidence floor, on the faces found at
-    # that threshold
-    framer = framed_localizer(bundle, localizer, floor=False)
+    if reading is None:
+        reading = pyramid_reading(recipe["lnets"])
+    localizer = LNetLocalizer.from_bundle(bundle, threshold=None, **reading)
     geometry, found = calibration_detections(localizer, images, boxes)
-    scored = None if framer is localizer else framer.frame_scored(images, found)
-    framed = found if scored is None else [framer.select(one, None) for one in scored]
-    chosen = choose_threshold(localizer, images, boxes,
-                              recipe["scenes"].get("max_false_per_image", 0.25), detections=framed)
     quantile = recipe.get("frame_confidence_quantile")
-    if scored is not None and quantile is not None:
-        floor = confidence_floor(scored, boxes, chosen["threshold"], quantile)
-        gated = [framer.select(one, floor["min_confidence"]) for one in scored]
-        after = scene_scores(gated, boxes, chosen["threshold"])
-        chosen["confidence_floor"] = {**floor, "quantile": quantile,
-                                      "recall": after["recall_iou50"],
-                                      "false_per_image": after["false_per_image"]}
-        bundle.config["predict"] = {**(bundle.config.get("predict") or {}),
-                                    "frame_min_confidence": floor["min_confidence"]}
+    predict = dict(bundle.config.get("predict") or {})
+    predict.pop("face_head", None)
+    bundle.config["predict"] = predict
+    head = None
+    if (face_head_recipe(recipe) and train_backgrounds and quantile is not None
+            and bundle_frame_zooms(bundle)):
+        head = fit_scene_face_head(bundle, localizer, root, train_backgrounds, recipe, seed)
+        if head is not None:
+            bundle.config["predict"]["face_head"] = head
+    # the threshold is set where annotate's boxes are: framed by ANet when the bundle frames
+    # (duplicates dropped); with a face head, together with the confidence floor, else before
+    # it, the floor then set on the faces found at that threshold
+    framer = framed_localizer(bundle, localizer, floor=False)
+    scored = None if framer is localizer else framer.frame_scored(images, found)
+    if head is not None:
+        chosen = choose_threshold_and_floor(scored, boxes, framer.select,
+                                            face_head_recipe(recipe)["max_false_per_image"],
+                                            quantile)
+        floor = chosen["confidence_floor"]
+        floor["reads"] = "face head"
+        floor["recall"], floor["false_per_image"] = chosen["recall"], chosen["false_per_image"]
+        bundle.config["predict"]["frame_min_confidence"] = floor["min_confidence"]
+    else:
+        framed = found if scored is None else [framer.select(one, None) for one in scored]
+        chosen = choose_threshold(localizer, images, boxes,
+                                  recipe["scenes"].get("max_false_per_image", 0.25),
+                                  detections=framed)
+        if scored is not None and quantile is not None:
+            floor = confidence_floor(scored, boxes, chosen["threshold"], quantile)
+            gated = [framer.select(one, floor["min_confidence"]) for one in scored]
+            after = scene_scores(gated, boxes, chosen["threshold"])
+            chosen["confidence_floor"] = {**floor, "quantile": quantile,
+                                          "reads": "attribute confidence",
+                                          "recall": after["recall_iou50"],
+                                          "false_per_image": after["false_per_image"]}
+            bundle.config["predict"]["frame_min_confidence"] = floor["min_confidence"]
     options = localizer.options()
     options.pop("mean"), options.pop("std")  # the bundle's preprocessing holds these
     bundle.threshold = chosen["threshold"]
@@ -1067,7 +1150,8 @@ def build_model(root: str, out: str, recipe: dict, backgrounds: list[str] | None
               f"SVM {percent(h['svm'])}, ANet tag layer {percent(h['anet'])}")
     with timer.stage("calibrate"):
         if scenes:
-            calibration = calibrate_scene_localizer(model, root, bgs, recipe, seed)
+            calibration = calibrate_scene_localizer(model, root, bgs, recipe, seed,
+                                                    train_backgrounds=bg_train)
             print(f"[reproduce] localizer on val scenes: threshold {calibration['threshold']:.4g}, "
                   f"recall {calibration['recall']:.3f} at IoU 0.5, "
                   f"{calibration['false_per_image']:.2f} false detections per image")

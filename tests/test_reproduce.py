@@ -113,10 +113,19 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     """The threshold is only right for the cascade it was set on: annotate's localizer, with
     its threshold off, picks the very threshold reproduce stored on the same val scenes."""
     from faceattr_ray.bundle import load_bundle
-    from faceattr_ray.evaluation.localization_metrics import choose_threshold
+    from faceattr_ray.evaluation.localization_metrics import (
+        choose_threshold,
+        choose_threshold_and_floor,
+        every_detection,
+    )
     from faceattr_ray.localizers import LNetLocalizer
-    from faceattr_ray.predictor import Predictor
-    from faceattr_ray.reproduce import resolve_recipe, scene_backgrounds, validation_scenes
+    from faceattr_ray.predictor import Predictor, framed_localizer
+    from faceattr_ray.reproduce import (
+        face_head_recipe,
+        resolve_recipe,
+        scene_backgrounds,
+        validation_scenes,
+    )
 
     root, out = run
     with open(os.path.join(out, "report", "report.json")) as f:
@@ -143,10 +152,61 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
     scenes = validation_scenes(root, "val", held, recipe, recipe["scenes"]["count"], 0,
                                recipe["scenes"]["calibration_context_share"])
     annotating.threshold = None
-    again = choose_threshold(annotating, [s.image for s in scenes], [s.boxes for s in scenes],
-                             recipe["scenes"]["max_false_per_image"])
+    images, boxes = [s.image for s in scenes], [s.boxes for s in scenes]
+    if floor.get("reads") == "face head":  # threshold and floor chosen together on it
+        assert framer.face_scores is not None
+        unfloored = framed_localizer(bundle, annotating, floor=False)
+        scored = unfloored.frame_scored(images, every_detection(annotating, images))
+        again = choose_threshold_and_floor(scored, boxes, unfloored.select,
+                                           face_head_recipe(recipe)["max_false_per_image"],
+                                           floor["quantile"])
+        stored_floor = floor["min_confidence"]  # None when no face was found at any threshold
+        assert again["confidence_floor"]["min_confidence"] == (
+            None if stored_floor is None else pytest.approx(stored_floor, rel=1e-5, abs=1e-6))
+    else:
+        again = choose_threshold(annotating, images, boxes,
+                                 recipe["scenes"]["max_false_per_image"])
     assert again["threshold"] == pytest.approx(stored["threshold"], rel=1e-6, abs=1e-9)
     assert again["recall"] == stored["recall"]
+
+
+def test_calibrate_scenes_recalibrates_a_bundle_without_retraining(run, tmp_path, capsys):
+    """`faceattr-ray calibrate-scenes` writes a copy of the bundle calibrated as reproduce
+    calibrates it (threshold, floor and, when its train scenes give faces and others, the
+    face head), with the networks untouched; a bundle without face-tag LNets gets a
+    one-line error."""
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.cli import main
+
+    root, out = run
+    model = os.path.join(out, "model")
+    backgrounds = os.path.join(out, "work", "backgrounds")
+    copy = str(tmp_path / "copy")
+    recipe = json.dumps({"scenes": {"count": 6}, "frame_face_head": {"scenes": 6}})
+    assert main(["calibrate-scenes", "--model", model, "--celeba-root", root, "--backgrounds",
+                 backgrounds, "--out", copy, "--recipe", recipe]) == 0
+    said = capsys.readouterr().out
+    assert f"saved to {copy}" in said
+    before, after = load_bundle(model), load_bundle(copy)
+    assert after.threshold is not None
+    for name in ("lnet_o", "lnet_s", "anet"):
+        a, b = getattr(before, name).state_dict(), getattr(after, name).state_dict()
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    calibration = after.config["localizer"]["calibration"]
+    head = after.config["predict"].get("face_head")
+    if head is not None:
+        assert calibration["confidence_floor"]["reads"] == "face head"
+        assert len(head["weight"]) == after.anet.config.feature_dim
+    else:
+        assert "face head not fit" in said
+    plain = str(tmp_path / "plain")
+    assert main(["calibrate-scenes", "--model", model, "--celeba-root", root, "--backgrounds",
+                 backgrounds, "--out", plain, "--recipe",
+                 json.dumps({"scenes": {"count": 6}, "frame_face_head": None})]) == 0
+    plain_bundle = load_bundle(plain)
+    assert "face_head" not in plain_bundle.config["predict"]
+    assert (plain_bundle.config["localizer"]["calibration"]["confidence_floor"]["reads"]
+            == "attribute confidence")
 
 
 def test_recipe_overrides_merge_key_by_key(tmp_path):

@@ -53,7 +53,7 @@ FRACTION = _number(float, minimum=0, maximum=1)
 
 
 # Commands whose --model is written to (calibrate updates a bundle in place): never a default.
-NEEDS_OWN_MODEL = ("calibrate", "calibrate-points")
+NEEDS_OWN_MODEL = ("calibrate", "calibrate-points", "calibrate-scenes")
 MODEL_HELP = ("model bundle directory, or the name of a bundled model (default: the bundled "
               "celeba-mini-wild; `faceattr-ray models` lists them)")
 
@@ -286,6 +286,27 @@ def _add_calibrate_points(sub) -> None:
     _ray_args(p)
 
 
+def _add_calibrate_scenes(sub) -> None:
+    p = _command(sub, "calibrate-scenes", "faceattr_ray.cli.calibrate:run_scenes",
+                 "Calibrate an existing bundle's face-tag LNets as reproduce does: box geometry "
+                 "on scenes of val faces x held-apart backgrounds, then the face threshold and "
+                 "the confidence floor (with --recipe '{\"frame_face_head\": {}}', first a face "
+                 "head for the floor to read, fit on scenes of train faces x the training "
+                 "backgrounds); read with the bundle's own localizer options; no network is "
+                 "retrained.")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--celeba-root", required=True,
+                   help="CelebA-layout root whose train and val faces are pasted into the scenes")
+    p.add_argument("--backgrounds", required=True, nargs="+",
+                   help="face-free photos (folders, files or globs), split as reproduce splits "
+                        "them (the same files give the same split)")
+    p.add_argument("--out", default=None, help="write here (default: the bundle, in place)")
+    p.add_argument("--recipe", default=None,
+                   help='JSON (text or file) overriding reproduce\'s RECIPE, e.g. '
+                        '{"frame_face_head": {}} (a face head for the floor, off in RECIPE)')
+    p.add_argument("--seed", type=NONNEGATIVE, default=0, help="the scenes' seed (reproduce's)")
+
+
 def _add_localize(sub) -> None:
     p = _command(sub, "localize", "faceattr_ray.cli.localize:run",
                  "Localize faces with a bundle's LNets: per image, a PNG of LNet_o's and "
@@ -430,7 +451,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
     for add in (_add_demo, _add_annotate, _add_train, _add_calibrate, _add_calibrate_points,
-                _add_localize,
+                _add_calibrate_scenes, _add_localize,
                 _add_evaluate, _add_extract_features, _add_generate, _add_reproduce, _add_report,
                 _add_info, _add_models):
         add(sub)

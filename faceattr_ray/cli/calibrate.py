@@ -58,3 +58,46 @@ def run_points(args) -> int:
             print(f"  {point}: unreachable for {len(missing)} attribute(s) ({', '.join(missing)}):"
                   " their decision is always false")
     return 0
+
+
+def run_scenes(args) -> int:
+    """`faceattr-ray calibrate-scenes`: the bundle's scene calibration (`reproduce.
+    calibrate_scene_localizer`) on an existing bundle, in place or into ``--out``."""
+    import shutil
+
+    from faceattr_ray.bundle import load_bundle
+    from faceattr_ray.data.sources import list_inputs
+    from faceattr_ray.errors import BundleError, DataError
+    from faceattr_ray.reproduce import calibrate_scene_localizer, resolve_recipe, scene_backgrounds
+
+    recipe = resolve_recipe(False, args.recipe)
+    lnet_o = load_bundle(args.model).lnet_o
+    if lnet_o is None or not getattr(lnet_o.config, "face_tag", False):
+        raise BundleError(f"{args.model}: scene calibration needs face-tag LNets (the 'wild' "
+                          "preset, as reproduce trains them)")
+    backgrounds = list_inputs(args.backgrounds)
+    if not backgrounds:
+        raise DataError(f"no background images found in {' '.join(args.backgrounds)}")
+    model = args.model
+    if args.out:
+        shutil.copytree(args.model, args.out, dirs_exist_ok=True)
+        model = args.out
+    train, held, _ = scene_backgrounds(backgrounds, model, recipe, args.seed)
+    # read as the bundle says (its stored localizer options), so only the calibration changes
+    chosen = calibrate_scene_localizer(model, args.celeba_root, held, recipe, args.seed,
+                                       train_backgrounds=train, reading={})
+    bundle = load_bundle(model)
+    if "regression" in (bundle.config.get("card") or {}):
+        # a bundled model's record of its predictions on the sample photos follows the
+        # calibration it now has (tests/test_bundled.py compares against it)
+        from faceattr_ray.bundle import save_bundle
+        from faceattr_ray.bundled import regression_values
+
+        bundle.config["card"]["regression"] = regression_values(bundle)
+        save_bundle(model, bundle)
+    floor = chosen.get("confidence_floor") or {}
+    print(f"threshold {chosen['threshold']:.4g}, floor {floor.get('min_confidence')} on the "
+          f"{floor.get('reads', 'attribute confidence')}: recall {chosen['recall']:.3f} at IoU "
+          f"0.5, {chosen['false_per_image']:.2f} false detections per val scene; saved to {model}")
+    print(json.dumps({k: chosen[k] for k in ("threshold", "recall", "false_per_image")}))
+    return 0

@@ -10,7 +10,7 @@ image is an array (G, 4). Boxes are x1, y1, x2, y2 in pixels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -291,3 +291,42 @@ def confidence_floor(scored: Sequence[list[tuple[Any, float]]],
     floor = float(np.quantile(faces, quantile))
     dropped = float(np.mean(np.array(others) < floor)) if others else 0.0
     return {"min_confidence": floor, "faces": len(faces), "others_dropped": dropped}
+
+
+def choose_threshold_and_floor(scored: Sequence[list[tuple[Any, float]]],
+                               boxes: Sequence[np.ndarray], select: Callable,
+                               max_false_per_image: float, quantile: float,
+                               iou: float = 0.5) -> dict:
+    """Face-score threshold and confidence floor chosen together on validation scenes: for each
+    candidate threshold t (the framed detections' scores), the floor is the ``quantile`` of what
+    ANet reads on the faces found at t (`confidence_floor`), and t is the lowest whose false
+    detections per image, after the floor, stay within ``max_false_per_image``. So the false
+    detections the floor removes are spent on a lower threshold (more faces) instead of left
+    unused. ``scored``: `FramedLocalizer.frame_scored` per image; ``select``: its ``select``
+    (floor, then duplicates dropped)."""
+    truths = [np.asarray(b).reshape(-1, 4) for b in boxes]
+    faces = sum(len(t) for t in truths)
+    candidates = np.unique([d.score for one in scored for d, _ in one])[::-1]
+    best = None
+    for t in candidates:
+        floor = confidence_floor(scored, truths, float(t), quantile, iou)
+        tp = fp = 0
+        for one, truth in zip(scored, truths, strict=True):
+            dets = [d for d in select(one, floor["min_confidence"]) if d.score >= t]
+            if dets:
+                matched = match_detections(np.array([d.box for d in dets]).reshape(-1, 4),
+                                           np.array([d.score for d in dets]), truth, iou)
+                tp += int((matched >= 0).sum())
+                fp += int((matched < 0).sum())
+        if fp / max(len(scored), 1) <= max_false_per_image:
+            best = (float(t), floor, tp, fp)
+    if best is None:  # nothing passes: no face is called (the highest score plus a margin)
+        top = float(candidates[0]) if len(candidates) else 0.0
+        return {"threshold": float(np.nextafter(top, np.inf)), "recall": 0.0,
+                "false_per_image": 0.0, "images": len(scored),
+                "confidence_floor": {"min_confidence": None, "faces": 0, "others_dropped": 0.0,
+                                     "quantile": quantile}}
+    t, floor, tp, fp = best
+    return {"threshold": t, "recall": tp / max(faces, 1),
+            "false_per_image": fp / max(len(scored), 1), "images": len(scored),
+            "confidence_floor": {**floor, "quantile": quantile}}
