@@ -240,7 +240,8 @@ def bundle_frame_shifts(bundle: Bundle) -> dict[str, tuple[float, ...]]:
 
 def bundle_face_head(bundle: Bundle) -> dict | None:
     """A bundle's face head (config "predict": {"face_head"}: "weight", "bias"; set by
-    `reproduce`), which its confidence floor reads; None: the floor reads ANet's attribute
+    `reproduce` when its recipe asks, or `faceattr-ray calibrate-scenes`), which its
+    confidence floor reads; None: the floor reads ANet's attribute
     confidence (bundles before it)."""
     return (bundle.config.get("predict") or {}).get("face_head")
 

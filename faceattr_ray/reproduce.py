@@ -994,8 +994,8 @@ def fit_scene_face_head(bundle, localizer, root: str, backgrounds: list[str], re
     from faceattr_ray.predictor import Predictor, bundle_frame_zooms, bundle_framer
 
     h = face_head_recipe(recipe)
-    # grey as often as the LNets' training scenes: with the default share, fewer, the head
-    # read the sample photos' grey-scale cameraman below the floor (README, results)
+    # grey as often as the LNets' training scenes, so grey faces are among the positives (a
+    # grey copy of the astronaut's face reads about half her colour score; README, results)
     scenes = validation_scenes(root, "train", backgrounds, recipe, h["scenes"], seed,
                                recipe["scenes"].get("calibration_context_share", 0.0),
                                grey_share=recipe["lnets"].get("grey_share"))

@@ -4,13 +4,15 @@ a framed false find (face-like texture: a badge, a flower, a cat's eye).
 Why: the confidence floor of framing (`localizers.framing`) reads how strongly ANet's
 attribute heads commit on a crop, a proxy. A head fit for the question itself separates the
 framed finds of the val calibration scenes better (AUC 0.993 against 0.978) and drops the
-badge, medal and flower boxes that the proxy keeps on the sample photos, but it also reads the
-grey cameraman's face below its floor, so `reproduce` leaves it off (RECIPE
-"frame_face_head"; README, results, twenty-first round).
+badge, medal and flower boxes that the proxy keeps on the sample photos. It reads the
+cameraman's near-profile face low, so its floor sits at a lower quantile of the faces' scores
+(`reproduce.FACE_HEAD`; README, results, twenty-first round).
 
-How it is fit (`reproduce`): the bundle's LNets and framing run over generated scenes of *train*
-faces on the *training* backgrounds; a framed find that covers a pasted face (IoU >= 0.5) is a
-positive, one that overlaps no pasted face (IoU < 0.3) a negative, the rest are left out. The
+How it is fit (`reproduce.fit_scene_face_head`, when RECIPE's "frame_face_head" asks for it,
+or `faceattr-ray calibrate-scenes`): the bundle's LNets and framing run over generated scenes
+of *train* faces on the *training* backgrounds; a framed find that covers a pasted face
+(IoU >= 0.5) is a positive, one that overlaps no pasted face (IoU < 0.3) a negative, the rest
+are left out. The
 pasted positions are known because the scenes are generated, as for the box geometry and
 threshold that `reproduce` calibrates on val scenes; no hand-drawn box is used, and the LNets
 themselves still learn from image-level tags only.

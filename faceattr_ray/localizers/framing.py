@@ -19,9 +19,9 @@ at 2.5-3.4, the faces at 3.6-6.9). ``min_confidence`` drops found boxes read bel
 
 A bundle can instead carry a face head (``face_scores``; `heads.face`): one linear score on
 ANet's patch-mean features, fit on the framed finds of generated training scenes. When given,
-the floor reads it on each framed crop instead of the attribute confidence. It separates val
-calibration scenes better (AUC 0.993 against 0.978) and real photos worse (the cameraman
-dropped), so `reproduce` fits one only when asked (README, results).
+the floor reads it on each framed crop instead of the attribute confidence (val calibration
+scenes: AUC 0.993 against 0.978; the bundled model has one; `reproduce` fits one only when
+asked: README, results, twenty-first round).
 """
 
 from __future__ import annotations
