@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -176,21 +177,30 @@ def test_annotate_localizer_is_the_one_reproduce_calibrated(run):
 def test_calibrate_scenes_recalibrates_a_bundle_without_retraining(run, tmp_path, capsys):
     """`faceattr-ray calibrate-scenes` writes a copy of the bundle calibrated as reproduce
     calibrates it (threshold, floor and, when its train scenes give faces and others, the
-    face head), with the networks untouched; a bundle without face-tag LNets gets a
-    one-line error."""
-    from faceattr_ray.bundle import load_bundle
+    face head), with the networks untouched; a card's localization figures are measured
+    again with the new calibration."""
+    from faceattr_ray.bundle import load_bundle, save_bundle
     from faceattr_ray.cli import main
 
     root, out = run
-    model = os.path.join(out, "model")
+    model = str(tmp_path / "carded")  # the run's model with a card whose figures are stale
+    shutil.copytree(os.path.join(out, "model"), model)
+    carded = load_bundle(model)
+    carded.config["card"] = {"name": "stale", "figures": {"scene_recall_iou50": -1.0}}
+    save_bundle(model, carded)
     backgrounds = os.path.join(out, "work", "backgrounds")
     copy = str(tmp_path / "copy")
-    recipe = json.dumps({"scenes": {"count": 6}, "frame_face_head": {"scenes": 6}})
+    recipe = json.dumps({"scenes": {"count": 6, "test_count": 4},
+                         "frame_face_head": {"scenes": 6}})
     assert main(["calibrate-scenes", "--model", model, "--celeba-root", root, "--backgrounds",
                  backgrounds, "--out", copy, "--recipe", recipe]) == 0
     said = capsys.readouterr().out
     assert f"saved to {copy}" in said
     before, after = load_bundle(model), load_bundle(copy)
+    figures = after.config["card"]["figures"]
+    assert 0.0 <= figures["scene_recall_iou50"] <= 1.0 and figures["scenes"] == 4
+    assert figures["scene_figures_by"] == "calibrate-scenes"
+    assert before.config["card"]["figures"]["scene_recall_iou50"] == -1.0  # --out: a copy
     assert after.threshold is not None
     for name in ("lnet_o", "lnet_s", "anet"):
         a, b = getattr(before, name).state_dict(), getattr(after, name).state_dict()

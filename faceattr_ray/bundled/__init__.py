@@ -79,12 +79,18 @@ def figures_of(report: dict) -> dict:
         "test_mean_balanced_accuracy": test.get("balanced_accuracy"),
         "test_majority_baseline": test.get("majority_baseline"),
         "test_images": report["test"].get("images"),
-        "scene_recall_iou50": loc.get("recall_iou50"),
-        "scene_false_per_image": loc.get("false_per_image"),
-        "scene_tpr_fppi01": loc.get("tpr_fppi01"),
-        "scenes": loc.get("scenes"),
+        **scene_figures(loc),
         "reproduce_minutes": round(report["total_seconds"] / 60, 1),
     }
+
+
+def scene_figures(localization: dict) -> dict:
+    """The card's localization figures from a scene check (`reproduce.
+    scene_localization_check`): recall at IoU 0.5, false detections per image, TPR at 0.1."""
+    return {"scene_recall_iou50": localization.get("recall_iou50"),
+            "scene_false_per_image": localization.get("false_per_image"),
+            "scene_tpr_fppi01": localization.get("tpr_fppi01"),
+            "scenes": localization.get("scenes")}
 
 
 def install(run_dir: str, name: str = DEFAULT) -> str:

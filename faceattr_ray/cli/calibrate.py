@@ -87,13 +87,20 @@ def run_scenes(args) -> int:
     chosen = calibrate_scene_localizer(model, args.celeba_root, held, recipe, args.seed,
                                        train_backgrounds=train, reading={})
     bundle = load_bundle(model)
-    if "regression" in (bundle.config.get("card") or {}):
-        # a bundled model's record of its predictions on the sample photos follows the
-        # calibration it now has (tests/test_bundled.py compares against it)
+    card = bundle.config.get("card") or {}
+    if card:
+        # a bundled model's card follows the calibration it now has: its localization figures
+        # (test scenes, as reproduce measures them) and its record of predictions on the
+        # sample photos (tests/test_bundled.py compares against it)
         from faceattr_ray.bundle import save_bundle
-        from faceattr_ray.bundled import regression_values
+        from faceattr_ray.bundled import regression_values, scene_figures
+        from faceattr_ray.reproduce import scene_localization_check
 
-        bundle.config["card"]["regression"] = regression_values(bundle)
+        if "scene_recall_iou50" in card.get("figures", {}):
+            check = scene_localization_check(model, args.celeba_root, held, recipe, args.seed)
+            card["figures"].update(scene_figures(check), scene_figures_by="calibrate-scenes")
+        if "regression" in card:
+            card["regression"] = regression_values(bundle)
         save_bundle(model, bundle)
     floor = chosen.get("confidence_floor") or {}
     print(f"threshold {chosen['threshold']:.4g}, floor {floor.get('min_confidence')} on the "
