@@ -238,10 +238,11 @@ RECIPE: dict = {
     "frame_confidence_quantile": 0.02,
     # What that floor reads: None, ANet's attribute confidence, the threshold set before it
     # ("scenes": max_false_per_image); or a dict (keys over FACE_HEAD's defaults; {} takes
-    # them all), a face head (`heads.face`), the threshold and floor then chosen together. On
-    # the bundled model's networks the head reads better on val and test; on the command's
-    # own networks it has not been read on val, so it stays off here (README, results,
-    # twenty-first round)
+    # them all), a face head (`heads.face`), the threshold and floor then chosen together. It
+    # reads better on val with the bundled model's networks and with the command's own
+    # (runs/repro23), but its fit adds about 10 minutes of calibration, which took the command
+    # past its 60 minutes on a 2-core EPYC; so it stays off here (README, results,
+    # twenty-first and twenty-second rounds)
     "frame_face_head": None,
     # The attribute network: "anet" (LNets+ANet, the paper) or "ssp-ssg" (Kalayeh et al. 2017:
     # parsing-guided, `ssp_ssg` below, in place of the ANet stages; LNets, heads, calibration
