@@ -52,7 +52,10 @@ from faceattr_ray.presets import architecture
 # scene, after the floor, stay within "max_false_per_image". Chosen on val with the bundled
 # model's networks (README, results, twenty-first round: at quantile 0.02 the cameraman's face
 # fell under the floor)
-FACE_HEAD: dict = {"scenes": 400, "C": 0.001, "quantile": 0.01, "max_false_per_image": 0.1}
+# "min_score": only finds the LNets score at least this high are framed and learnt from (None:
+# every find; framing is most of the fit's minutes, and thresholds so far sit above 0.86)
+FACE_HEAD: dict = {"scenes": 400, "C": 0.001, "quantile": 0.01, "max_false_per_image": 0.1,
+                   "min_score": None}
 
 
 def face_head_recipe(recipe: dict) -> dict | None:
@@ -1003,9 +1006,12 @@ def fit_scene_face_head(bundle, localizer, root: str, backgrounds: list[str], re
     images = [s.image for s in scenes]
     describe = Predictor(bundle, parts="describe")
     framer = bundle_framer(bundle, localizer, describe, bundle_frame_zooms(bundle), floor=False)
+    finds = every_detection(localizer, images)
+    if h.get("min_score") is not None:
+        finds = [[d for d in one if d.score >= h["min_score"]] for one in finds]
     crops, best = [], []
-    for image, one, scene in zip(images, framer.frame_scored(images, every_detection(
-            localizer, images)), scenes, strict=True):
+    for image, one, scene in zip(images, framer.frame_scored(images, finds), scenes,
+                                 strict=True):
         for d in framer.select(one, None):
             crops.append(describe.preprocess.face_crop(image, d.box, describe.crop_side))
             ious = box_iou(np.array([d.box]), scene.boxes)

@@ -215,11 +215,19 @@ def test_calibrate_scenes_recalibrates_a_bundle_without_retraining(run, tmp_path
     plain = str(tmp_path / "plain")
     assert main(["calibrate-scenes", "--model", model, "--celeba-root", root, "--backgrounds",
                  backgrounds, "--out", plain, "--recipe",
-                 json.dumps({"scenes": {"count": 6}, "frame_face_head": None})]) == 0
+                 json.dumps({"scenes": {"count": 6, "test_count": 4}, "frame_face_head": None})]) == 0
     plain_bundle = load_bundle(plain)
     assert "face_head" not in plain_bundle.config["predict"]
     assert (plain_bundle.config["localizer"]["calibration"]["confidence_floor"]["reads"]
             == "attribute confidence")
+    # the head learns only from finds scoring at least "min_score": none reach 1.01
+    capsys.readouterr()
+    assert main(["calibrate-scenes", "--model", model, "--celeba-root", root, "--backgrounds",
+                 backgrounds, "--out", str(tmp_path / "none"), "--recipe",
+                 json.dumps({"scenes": {"count": 6, "test_count": 4},
+                             "frame_face_head": {"scenes": 6, "min_score": 1.01}})]) == 0
+    assert "face head not fit: 0 faces and 0 others" in capsys.readouterr().out
+    assert "face_head" not in load_bundle(str(tmp_path / "none")).config["predict"]
 
 
 def test_recipe_overrides_merge_key_by_key(tmp_path):
