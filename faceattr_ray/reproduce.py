@@ -53,7 +53,8 @@ from faceattr_ray.presets import architecture
 # model's networks (README, results, twenty-first round: at quantile 0.02 the cameraman's face
 # fell under the floor)
 # "min_score": only finds the LNets score at least this high are framed and learnt from (None:
-# every find; framing is most of the fit's minutes, and thresholds so far sit above 0.86)
+# every find). Framing is most of the fit's minutes, but at 0.5 the head read worse on val
+# (README, results, twenty-second round)
 FACE_HEAD: dict = {"scenes": 400, "C": 0.001, "quantile": 0.01, "max_false_per_image": 0.1,
                    "min_score": None}
 
