@@ -293,7 +293,8 @@ def _add_calibrate_scenes(sub) -> None:
                  "the confidence floor (with --recipe '{\"frame_face_head\": {}}', first a face "
                  "head for the floor to read, fit on scenes of train faces x the training "
                  "backgrounds); read with the bundle's own localizer options; no network is "
-                 "retrained.")
+                 "retrained. A bundle with a model card also gets its card's localization "
+                 "figures measured again on scenes of test faces, as reproduce reports them.")
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--celeba-root", required=True,
                    help="CelebA-layout root whose train and val faces are pasted into the scenes")
