@@ -5,7 +5,8 @@ All in one run, side by side, on a mixed corpus of real-sized photos made on the
 (`bench/_corpus.py`: 640x480, 1600x1200 and 4000x3000 JPEGs, some PNG, some EXIF-rotated, some
 with no one):
 
-- machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use), measured
+- machine: fp32 matmul GFLOP/s (2048^2 products, the thread count the loops use; the faster of
+  torch's matmul and the same product as a 1x1 convolution, `machine_gflops`), measured
   beside every figure it divides, since it moves up to 2x within a minute on shared machines:
   before, between and after the network rounds, and around the pipeline; the networks' share
   of it (network_flop_efficiency) is the median of 8 short turns that alternate a batch of the
@@ -14,9 +15,12 @@ with no one):
 - network loop: `Predictor.predict` on decoded images, per setting tried (batch norm left
   unfolded, channels-last kernels, batch 8 and twice the batch; alternated over two rounds,
   best of each; the batch norm setting matters for models that have it, such as the bundled
-  one, not for the default `cpu` preset); the best
+  one, not for the `cpu` preset, which has none); the best
   one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
-  breakdown (share of the time by operator: what the matmul rate does not explain);
+  breakdown (share of the time by operator: what the matmul rate does not explain), and the
+  convolutions alone (their FLOPs over their profiled time, against the matmul rate beside
+  them: `convolution_flop_efficiency`; with nothing else taking time the network figure would
+  be `convolution_bound_flop_efficiency`, which no change around the kernels can pass);
 - bf16 autocast (`--precision bf16`) where the CPU computes bf16 natively (AVX-512 BF16, AMX):
   alternated with the best fp32 setting, read against the fp32 and the bf16 matmul rates
   (`network_bf16`; network_flop_efficiency stays fp32 against fp32);
@@ -34,8 +38,8 @@ with no one):
 - driver peak RSS (VmHWM of a `faceattr-ray annotate` process that joins the bench's Ray) over
   a streamed 1,000,000-row and a 100,000-row Parquet manifest, stopping after --rss-images.
 
-    python bench/annotate.py                      # the figures (about 10 minutes on 2 idle cores)
-    python bench/annotate.py --model faceattr_ray/bundled/celeba-mini-wild   # the bundled model
+    python bench/annotate.py                      # the bundled model (15-20 minutes, 2 idle cores)
+    python bench/annotate.py --preset cpu         # the first rounds' random `cpu` preset
     python bench/annotate.py --device cuda        # on a GPU node: images/s and GPU utilisation
     python bench/annotate.py --smoke-test         # small images, the tiny preset: plumbing only
 """
@@ -60,24 +64,37 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
 def machine_gflops(device: str, seconds: float = 2.0, n: int = 2048, dtype=None) -> float:
-    """Matrix-product rate of this machine (torch's current thread count), fp32 unless
-    ``dtype`` says otherwise."""
+    """This machine's rate for an n x n x n matrix product (torch's current thread count), fp32
+    unless ``dtype`` says otherwise: the faster of the two ways torch computes it, its matmul
+    (MKL on CPUs) and a 1x1 convolution (oneDNN, the library the networks' convolutions run
+    in), each timed for half of ``seconds``: the limit then rests on no single library (on
+    an AMD EPYC the networks' convolutions ran at 1.05x the matmul beside them)."""
     import torch
+    import torch.nn.functional as F
 
     dtype = dtype or torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
+    # the same product as a convolution: n input channels at n positions, n filters of 1x1
+    x = a.t().reshape(1, n, 32, n // 32).contiguous()
+    w = b.t().reshape(n, n, 1, 1).contiguous()
+    return max(_product_rate(lambda: a @ b, 2 * n**3, seconds / 2, device),
+               _product_rate(lambda: F.conv2d(x, w), 2 * n**3, seconds / 2, device))
+
+
+def _product_rate(product, flops: float, seconds: float, device: str) -> float:
+    """GFLOP/s of ``product`` (``flops`` each call) over about ``seconds``, after two calls."""
     done, start = 0, None
     for i in range(10**6):
         if i == 2:  # two warm-up products
             _sync(device)
             start, done = time.perf_counter(), 0
-        a @ b
+        product()
         done += 1
         if start is not None and time.perf_counter() - start > seconds:
             break
     _sync(device)
-    return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
+    return flops * done / (time.perf_counter() - start) / 1e9
 
 
 def _sync(device: str) -> None:
@@ -201,6 +218,35 @@ def profile_top(predictor, images: list, rows: int = 8) -> list[tuple[str, float
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
     return [(e.key, round(e.self_cpu_time_total / total, 3)) for e in top]
+
+
+# the operators whose FLOPs torch.profiler counts that the cascade runs (a linear layer is
+# counted under aten::addmm, its child)
+FLOP_OPS = ("aten::conv2d", "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def convolution_rate(predictor, images: list) -> dict:
+    """The convolutions' own share of one `Predictor.predict` (torch.profiler, after a warm-up
+    call): their FLOPs over their time (GFLOP/s, ``aten::conv2d`` inclusive of oneDNN's
+    kernel), their share of the call's wall time and of the FLOPs it counts (``flops``, all
+    it counts: what FlopCounterMode counts, `cascade_flops`). What bounds the
+    network figure: with no time at all outside the convolutions, the loop would reach their
+    rate divided by their FLOP share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    predictor.predict(images)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        start = time.perf_counter()
+        predictor.predict(images)
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    conv = [e for e in events if e.key == "aten::conv2d"]
+    conv_flops = sum(e.flops for e in conv)
+    conv_s = sum(e.cpu_time_total for e in conv) / 1e6
+    all_flops = sum(e.flops for e in events if e.key in FLOP_OPS)
+    return {"gflops": conv_flops / conv_s / 1e9 if conv_s else 0.0,
+            "time_share": conv_s / wall, "flop_share": conv_flops / all_flops if all_flops else 0.0,
+            "flops": all_flops}
 
 
 def bare_loop(paths: list[str], predictor, batch: int, device: str) -> dict:
@@ -394,7 +440,12 @@ def main() -> None:
     p.add_argument("--images", type=int, default=240, help="corpus size of the loops and runs")
     p.add_argument("--unique", type=int, default=24,
                    help="distinct generated photos; the corpus hard-links them under new names")
-    p.add_argument("--model", default=None, help="bundle (default: the 'cpu' preset, random)")
+    p.add_argument("--model", default=None,
+                   help="bundle, or a bundled model's name (default: the bundled model, "
+                        "what `faceattr-ray annotate` runs when no --model is given)")
+    p.add_argument("--preset", default=None,
+                   help="random weights of this architecture preset instead of --model (the "
+                        "'cpu' preset: the first rounds' figures)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--manifest-rows", type=int, nargs=2, default=(1_000_000, 100_000),
@@ -404,6 +455,11 @@ def main() -> None:
     p.add_argument("--smoke-test", action="store_true",
                    help="small images, the tiny preset: the plumbing, not the figures")
     args = p.parse_args()
+    if args.preset is not None:
+        from faceattr_ray.presets import PRESETS
+
+        if args.preset not in PRESETS:
+            p.error(f"--preset: unknown preset {args.preset!r}; choose one of {PRESETS}")
 
     import numpy as np
     import torch
@@ -411,7 +467,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench/annotate.py: --device cuda: no CUDA GPU here "
                  "(torch.cuda.is_available() is False)")
-    preset, sizes = "cpu", _corpus.SIZES
+    preset, sizes = args.preset, _corpus.SIZES
     sample_s = 2.0  # seconds of each matmul-rate sample
     if args.smoke_test:
         # batch 2: 6 batches leave the actor, so the steady state has 5 to time
@@ -421,16 +477,18 @@ def main() -> None:
         sample_s = 0.2
 
     from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.bundled import resolve_model
     from faceattr_ray.predictor import Predictor
     from faceattr_ray.presets import build_bundle
     from faceattr_ray.runtime import cpu_has_native_bf16
 
     work = tempfile.mkdtemp(prefix="bench-annotate-")
     try:
-        model = args.model
-        if model is None:
+        if preset is not None:
             model = os.path.join(work, "model")
             save_bundle(model, build_bundle(preset, seed=0))
+        else:
+            model = resolve_model(args.model)
         unique = _corpus.make_mixed_corpus(os.path.join(work, "unique"), args.unique,
                                            sizes=sizes)
         paths = _corpus.link_images(os.path.join(work, "images"), unique, args.images)
@@ -440,7 +498,7 @@ def main() -> None:
               f"{args.images} images cycling {args.unique} generated photos "
               f"({', '.join(f'{w}x{h}' for w, h in sizes)}; PNG, EXIF-rotated, no-face ones "
               f"among them), batch {args.batch_size}, model "
-              f"{f'{preset} preset (random weights)' if args.model is None else model}")
+              f"{f'{preset} preset (random weights)' if preset is not None else model}")
 
         # The matmul rate of these machines moves up to 2x within minutes (other tenants), so
         # it is measured next to every figure it divides: before, between and after the
@@ -493,6 +551,22 @@ def main() -> None:
               + ", ".join(f"{g:.1f}" for g in machine) + " GFLOP/s; network over matmul in 8 "
               "alternating turns: " + ", ".join(f"{e:.3f}" for e in turns), flush=True)
         top = profile_top(predictors[best], images[: settings[best][1]])
+        # The convolutions alone against the matmul rate, in alternating turns as above: how
+        # close the kernels themselves come, which no change around them can pass (CPU only:
+        # a GPU's profile times the launches, not the kernels).
+        conv = None
+        if device == "cpu":
+            samples = []
+            for _ in range(3):
+                one = convolution_rate(predictors[best], images[: settings[best][1]])
+                one["efficiency"] = one["gflops"] / machine_gflops(device, sample_s)
+                samples.append(one)
+            conv = {k: round(float(np.median([one[k] for one in samples])), 3)
+                    for k in ("gflops", "efficiency", "time_share", "flop_share")}
+            print(f"network loop, the convolutions alone ({best}): {conv['gflops']:.1f} GFLOP/s "
+                  f"= {conv['efficiency']:.3f} of the matmul rate beside them, "
+                  f"{conv['time_share']:.0%} of the loop's time, {conv['flop_share']:.0%} of "
+                  f"its FLOPs (3 turns, medians)", flush=True)
         # bf16 autocast (`--precision bf16`), where the chip computes in bf16: alternated with
         # the best fp32 setting; read against both matmul rates, since its own is far higher.
         bf16 = None
@@ -583,6 +657,12 @@ def main() -> None:
             "network_flop_efficiency": round(float(np.median(turn_efficiency)), 3),
             "network_turn_efficiency": [round(e, 3) for e in turn_efficiency],
             "network_profile_top": top,
+            # the convolutions' own rate over the matmul rate, and what the network figure
+            # would be with nothing else taking time (None on a GPU)
+            "convolution_flop_efficiency": conv and conv["efficiency"],
+            "convolution_time_share": conv and conv["time_share"],
+            "convolution_bound_flop_efficiency": conv and (
+                round(conv["efficiency"] / conv["flop_share"], 3) if conv["flop_share"] else None),
             "network_bf16": bf16,
             "bare_images_per_s": round(bare["whole"], 2),
             "bare_steady_images_per_s": round(bare["steady"] or 0, 2),

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +107,31 @@ def test_annotate():
     if bf16 is not None:
         assert bf16["images_per_s"] > 0 and bf16["speedup"] > 0
         assert bf16["over_bf16_matmul"] > 0 and bf16["machine_bf16_gflops"] > 0
+    # The convolutions alone: a share of the loop's time, and a bound the network figure
+    # stays under (it spends time outside the convolutions too; noise allowed for).
+    assert 0 < result["convolution_time_share"] <= 1 and result["convolution_flop_efficiency"] > 0
+    assert result["convolution_bound_flop_efficiency"] >= result["convolution_flop_efficiency"]
+
+
+def test_the_convolutions_rate_counts_the_flops_flopcountermode_counts(tmp_path, monkeypatch):
+    """bench/annotate.py's convolution figures read torch.profiler's FLOPs; its peer, the
+    FlopCounterMode count the network figure divides (`cascade_flops`), gives the same total."""
+    from faceattr_ray.bundle import load_bundle, save_bundle
+    from faceattr_ray.predictor import Predictor
+    from faceattr_ray.presets import build_bundle
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    spec = importlib.util.spec_from_file_location("bench_annotate",
+                                                  os.path.join(ROOT, "bench", "annotate.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    save_bundle(str(tmp_path / "m"), build_bundle("tiny", seed=0))
+    predictor = Predictor(load_bundle(str(tmp_path / "m")), "cpu", "lnet")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(3)]
+    conv = bench.convolution_rate(predictor, images)
+    assert conv["flops"] == pytest.approx(bench.cascade_flops(predictor, images) * len(images))
+    assert 0.5 < conv["flop_share"] <= 1 and 0 < conv["time_share"] <= 1 and conv["gflops"] > 0
 
 
 def test_the_steady_state_is_timed_from_the_actors_batch_clock(tmp_path, monkeypatch):
@@ -142,6 +168,20 @@ def test_annotate_cuda_without_a_gpu_is_one_line():
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "bench/annotate.py: --device cuda: no CUDA GPU here (torch.cuda.is_available() is False)"]
+
+
+def test_annotate_benches_the_bundled_model_unless_told_otherwise():
+    """Its figures are those of the model `faceattr-ray annotate` runs by default; a preset
+    that does not exist is a one-line usage error, before any work."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "annotate.py"),
+                           "--preset", "nope"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "annotate.py: error: --preset: unknown preset 'nope'; choose one of (")
+    assert "default: the bundled model" in " ".join(subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "annotate.py"), "--help"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT).stdout.split())
 
 
 @pytest.mark.slow
