@@ -504,7 +504,8 @@ def main() -> None:
         # it is measured next to every figure it divides: before, between and after the
         # network rounds, and around the pipeline; each ratio uses the rates beside it.
         machine = [machine_gflops(device, sample_s)]
-        print(f"machine: {machine[0]:.1f} GFLOP/s fp32 matmul ({threads} threads)", flush=True)
+        print(f"machine: {machine[0]:.1f} GFLOP/s fp32, 2048^3 products: the faster of matmul and "
+              f"a 1x1 convolution ({threads} threads)", flush=True)
         twelve = [u for u in unique if f"{sizes[2][0]}x{sizes[2][1]}" in u]
         decode = decode_speedup(twelve)
         print(f"decode of {len(twelve)} {sizes[2][0]}x{sizes[2][1]} JPEGs "
