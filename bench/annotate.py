@@ -18,7 +18,7 @@ with no one):
   one, not for the `cpu` preset, which has none); the best
   one's GFLOP/s over the machine's = network_flop_efficiency, and its torch.profiler
   breakdown (share of the time by operator: what the matmul rate does not explain), and the
-  convolutions alone (their FLOPs over their profiled time, against the matmul rate beside
+  convolutions alone (their FLOPs over their profiled time, against the machine's rate beside
   them: `convolution_flop_efficiency`; with nothing else taking time the network figure would
   be `convolution_bound_flop_efficiency`, which no change around the kernels can pass);
 - bf16 autocast (`--precision bf16`) where the CPU computes bf16 natively (AVX-512 BF16, AMX):
@@ -552,7 +552,7 @@ def main() -> None:
               + ", ".join(f"{g:.1f}" for g in machine) + " GFLOP/s; network over matmul in 8 "
               "alternating turns: " + ", ".join(f"{e:.3f}" for e in turns), flush=True)
         top = profile_top(predictors[best], images[: settings[best][1]])
-        # The convolutions alone against the matmul rate, in alternating turns as above: how
+        # The convolutions alone against the machine's rate, in alternating turns as above: how
         # close the kernels themselves come, which no change around them can pass (CPU only:
         # a GPU's profile times the launches, not the kernels).
         conv = None
@@ -565,7 +565,7 @@ def main() -> None:
             conv = {k: round(float(np.median([one[k] for one in samples])), 3)
                     for k in ("gflops", "efficiency", "time_share", "flop_share")}
             print(f"network loop, the convolutions alone ({best}): {conv['gflops']:.1f} GFLOP/s "
-                  f"= {conv['efficiency']:.3f} of the matmul rate beside them, "
+                  f"= {conv['efficiency']:.3f} of the machine's rate beside them, "
                   f"{conv['time_share']:.0%} of the loop's time, {conv['flop_share']:.0%} of "
                   f"its FLOPs (3 turns, medians)", flush=True)
         # bf16 autocast (`--precision bf16`), where the chip computes in bf16: alternated with
@@ -658,7 +658,7 @@ def main() -> None:
             "network_flop_efficiency": round(float(np.median(turn_efficiency)), 3),
             "network_turn_efficiency": [round(e, 3) for e in turn_efficiency],
             "network_profile_top": top,
-            # the convolutions' own rate over the matmul rate, and what the network figure
+            # the convolutions' own rate over the machine's rate, and what the network figure
             # would be with nothing else taking time (None on a GPU)
             "convolution_flop_efficiency": conv and conv["efficiency"],
             "convolution_time_share": conv and conv["time_share"],
