@@ -107,8 +107,8 @@ def test_every_input_gets_a_row_and_bad_files_become_error_rows(local_ray, model
     large = by_path[os.path.join(str(folder / "bad"), "large.jpg")]
     assert (large["image_width"], large["image_height"]) == (4000, 3000)
     # Boxes are in the original image's pixels, even after the working-size shrink: the model
-    # sees the image at WORK_MAX_SIDE (draft-decoded), and its box comes back scaled by
-    # 4000 / WORK_MAX_SIDE.
+    # sees the image draft-decoded at a quarter (1000 px), and its box comes back scaled by
+    # 4000 / 1000.
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.data.decode import decode_reduced
     from faceattr_ray.pipeline.annotate import WORK_MAX_SIDE, WORK_MIN_SIDE
@@ -116,9 +116,9 @@ def test_every_input_gets_a_row_and_bad_files_become_error_rows(local_ray, model
 
     with open(large["path"], "rb") as f:
         work, (w, _) = decode_reduced(f.read(), WORK_MAX_SIDE, WORK_MIN_SIDE)
-    assert work.shape[1] == WORK_MAX_SIDE and w == 4000
+    assert work.shape[1] == 1000 and w == 4000
     (face,) = Predictor(load_bundle(model), "cpu", "lnet").predict([work])[0].faces
-    np.testing.assert_allclose(large["box"], np.array(face.box) * w / WORK_MAX_SIDE, rtol=1e-4,
+    np.testing.assert_allclose(large["box"], np.array(face.box) * w / 1000, rtol=1e-4,
                                atol=0.05)
     x1, y1, x2, y2 = large["box"]
     assert 0 <= x1 < x2 <= 4000 and 0 <= y1 < y2 <= 3000

@@ -43,18 +43,36 @@ def photo_12mp() -> bytes:
     return astronaut_12mp()
 
 
-def test_a_12mp_jpeg_is_drafted_at_a_quarter_and_sized_like_a_full_decode(photo_12mp,
-                                                                          monkeypatch):
+def test_a_12mp_jpeg_is_drafted_at_a_quarter_and_read_at_that_size(photo_12mp, monkeypatch):
     drafts = []
     real = JpegImageFile.draft
     monkeypatch.setattr(JpegImageFile, "draft",
                         lambda self, mode, size: drafts.append(size) or real(self, mode, size))
     work, full = decode_reduced(photo_12mp, WORK_MAX_SIDE, WORK_MIN_SIDE)
     assert full == (4000, 3000)
-    assert work.shape == (768, 1024, 3)  # round(side * 1024 / 4000), as a full decode shrunk
     assert drafts == [(1000, 750)]  # 1/4: the largest reduction that keeps >= 960 px
-    peer = shrunk_full_decode(photo_12mp, (1024, 768))
+    # 1000 px lies within [WORK_MIN_SIDE, WORK_MAX_SIDE]: the draft is the work image, pixel for
+    # pixel what libjpeg gives at a quarter, not stretched to 1024 px.
+    assert work.shape == (750, 1000, 3)
+    monkeypatch.setattr(JpegImageFile, "draft", real)
+    with Image.open(io.BytesIO(photo_12mp)) as img:
+        img.draft("RGB", (1000, 750))
+        np.testing.assert_array_equal(work, np.asarray(img.convert("RGB")))
+    peer = shrunk_full_decode(photo_12mp, (1000, 750))
     assert np.abs(work.astype(int) - peer).mean() < 2.0  # same picture, other road
+
+
+def test_a_draft_below_the_working_size_is_never_stretched():
+    # 1920x1080 (a 2 MP phone frame): half is 960x540, at least WORK_MIN_SIDE, so it is kept.
+    # Stretched to 1024x576 it would cost more than the drafted decode itself (bench above).
+    rng = np.random.default_rng(1)
+    data = encode(Image.fromarray(rng.integers(0, 255, (1080, 1920, 3), np.uint8)), "JPEG")
+    work, full = decode_reduced(data, WORK_MAX_SIDE, WORK_MIN_SIDE)
+    assert full == (1920, 1080) and work.shape == (540, 960, 3)
+    # 6000x4000: a quarter is 1500 px, over WORK_MAX_SIDE, so the draft is shrunk to 1024.
+    data = encode(Image.new("RGB", (6000, 4000), (120, 80, 40)), "JPEG")
+    work, full = decode_reduced(data, WORK_MAX_SIDE, WORK_MIN_SIDE)
+    assert full == (6000, 4000) and work.shape == (683, 1024, 3)
 
 
 def test_small_images_and_other_formats_are_not_drafted(monkeypatch):
@@ -85,9 +103,9 @@ def test_exif_rotated_originals_keep_their_frame(orientation):
     exif[0x0112] = orientation
     data = encode(Image.fromarray(arr), "JPEG", exif=exif.tobytes(), quality=95)
     turned = orientation in (6, 8)
-    work, full = decode_reduced(data, max_side=200, min_side=100)  # draft at 1/4
+    work, full = decode_reduced(data, max_side=200, min_side=100)  # draft at 1/8: 100 px
     assert full == ((400, 800) if turned else (800, 400))
-    assert work.shape == ((200, 100, 3) if turned else (100, 200, 3))
+    assert work.shape == ((100, 50, 3) if turned else (50, 100, 3))
     upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
     peer = np.asarray(upright.resize(work.shape[1::-1], Image.Resampling.BILINEAR))
     assert np.abs(work.astype(int) - peer).mean() < 4.0
@@ -106,8 +124,12 @@ def test_the_pixel_limit_applies_to_the_header_size(photo_12mp):
 @pytest.mark.parametrize("framed", [False, True])
 def test_cascade_boxes_on_a_drafted_12mp_photo_equal_a_full_decodes(photo_12mp, framed):
     """The bundled model on the same photo decoded both ways: every face found in one is found
-    in the other, the LNets' box corners within 2 pixels of the 4000-pixel original (the work
-    image is a quarter of that: half a work pixel) and scores within 0.01. Framed by ANet, the
+    in the other, the LNets' box corners within 4 pixels of the 4000-pixel original (one pixel
+    of the 1000-pixel work image; the astronaut's face is about 500 pixels wide there, so under
+    1% of it) and scores within 0.01. The peer is shrunk to the drafted size (1000x750), so only
+    the road to the pixels differs: libjpeg's reduced inverse DCT against Pillow's bilinear
+    filter, which blur differently (mean difference 0.33 grey levels; measured 0.88 px at the
+    work scale on the worst corner). Framed by ANet, the
     boxes overlap at IoU >= 0.7: framing keeps the crop ANet reads most confidently, and two
     crops read almost alike can swap places on a pixel's difference (one sideways move of a
     tenth of the width, IoU 0.82, on a find beside the astronaut's face)."""
@@ -116,7 +138,7 @@ def test_cascade_boxes_on_a_drafted_12mp_photo_equal_a_full_decodes(photo_12mp, 
     from faceattr_ray.predictor import Predictor
 
     work, (w, _) = decode_reduced(photo_12mp, WORK_MAX_SIDE, WORK_MIN_SIDE)
-    peer = shrunk_full_decode(photo_12mp, (1024, 768))
+    peer = shrunk_full_decode(photo_12mp, work.shape[1::-1])
     predictor = Predictor(load_bundle(model_path()), "cpu", "lnet", all_faces=True,
                           **({} if framed else {"frame_zooms": ()}))
     # Fewer scales and proposals than the bundle's (its faces are >= 60 work pixels): seconds.
@@ -129,5 +151,5 @@ def test_cascade_boxes_on_a_drafted_12mp_photo_equal_a_full_decodes(photo_12mp, 
         if framed:
             assert box_iou(np.array([match.box]), np.array([face.box]))[0, 0] >= 0.7
         else:
-            assert np.abs(np.subtract(match.box, face.box)).max() * scale <= 2.0
+            assert np.abs(np.subtract(match.box, face.box)).max() * scale <= 4.0
         assert abs(match.score - face.score) <= 0.01

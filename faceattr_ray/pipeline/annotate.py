@@ -41,9 +41,10 @@ from faceattr_ray.runtime import DECODE_CPUS
 # down to 28 px of it; more pixels would only cost memory and decoding.
 WORK_MAX_SIDE = 1024
 # A JPEG is decoded straight from the DCT at 1/2, 1/4 or 1/8 of its size when that leaves at
-# least this long side (issue 20). Work images of 853-1206 px all get the same finest pyramid
-# level (same ladder of scales), so a 4000x3000 photo read at 1000x750 finds faces of 113 of
-# its pixels instead of 110 at 1024; what it gains is a ~4x cheaper decode.
+# least this long side (issue 20), and a draft within [WORK_MIN_SIDE, WORK_MAX_SIDE] is read as
+# decoded. Work images of 853-1206 px all get the same finest pyramid level (same ladder of
+# scales), so a 4000x3000 photo read at 1000x750 finds faces of 113 of its pixels instead of 110
+# at 1024; what it gains is a decode about 5x cheaper than a full one.
 WORK_MIN_SIDE = 960
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # the pixels of an error row
 
