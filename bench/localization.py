@@ -14,7 +14,10 @@ its calibrated threshold, every face) side by side with the LBP face cascade on 
    `reproduce` calibrates on (val faces there, test faces here);
 4. "whole": the same faces pasted whole (hair, neck, their own surroundings) under a feathered
    rectangle, often side by side, as the other half of `reproduce`'s calibration faces;
-5. "group": scenes of up to 8 faces of 30-90 px, half pasted whole, none empty (``GROUP_SCENES``).
+5. "group": scenes of up to 8 faces of 30-90 px, half pasted whole, none empty (``GROUP_SCENES``);
+6. "pascal" (``--pascal-faces DIR``): 9 real group photos and portraits of PASCAL VOC, 43 faces
+   of 37-109 px boxed by hand (dlib's detector examples, fetched once from its release on PyPI:
+   `bench/_pascal_faces.py`). Only read, never chosen on.
 
 In sets 3-5 no paste hides an earlier face (at most ``RECIPE["scenes"]["test_max_hidden"]`` of
 its box under a later paste's hair or surroundings): a box over a face nobody can see would be
@@ -34,6 +37,7 @@ of their width, as in group photos; `evaluation.localization_metrics.crowded`), 
     python bench/localization.py                          # the bundled model, ~3 min on 2 cores
     python bench/localization.py --model runs/repro/model --overlays bench-out/loc
     python bench/localization.py --photos my_photos/ --boxes my_boxes.json
+    python bench/localization.py --pascal-faces DIR       # + 9 real group photos (fetched)
     python bench/localization.py --split val --localizer-options '{"scale_step": 2}'  # a variant
     python bench/localization.py --split val --why-missed # + why the framed row misses faces
     python bench/localization.py --smoke-test             # seconds: the plumbing, not figures
@@ -81,6 +85,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="per set, the faces the framed row misses counted by the first step "
                         "that lost them (evaluation.localization_metrics.miss_reasons; one more "
                         "pass of the LNets and framing per set)")
+    p.add_argument("--pascal-faces", default=None, metavar="DIR",
+                   help="also the 'pascal' set: 9 real group photos and portraits of PASCAL VOC "
+                        "with 43 hand-boxed faces, fetched once into DIR from dlib's release on "
+                        "PyPI (bench/_pascal_faces.py)")
     p.add_argument("--smoke-test", action="store_true", help="tiny random model, 2 photos")
     return p
 
@@ -215,6 +223,13 @@ def main(args) -> dict:
     names = sorted(truth)[:2] if args.smoke_test else sorted(truth)
     sets["photos"] = ([load_image(os.path.join(photos, n)) for n in names],
                       [truth[n] for n in names])
+    if args.pascal_faces:
+        import _pascal_faces
+
+        folder, boxes_path = _pascal_faces.fetch(args.pascal_faces)
+        pascal = read_boxes(boxes_path)
+        sets["pascal"] = ([load_image(os.path.join(folder, n)) for n in sorted(pascal)],
+                          [pascal[n] for n in sorted(pascal)])
     have_shared = os.path.isdir(args.celeba_root) and os.path.isdir(args.backgrounds)
     if have_shared and not args.smoke_test:
         from faceattr_ray.reproduce import RECIPE, scene_backgrounds, validation_scenes
