@@ -191,6 +191,15 @@ RECIPE: dict = {
     # command with two took 60.2 minutes (runs/repro21), past the budget (README, results: A
     # longer ANet, nineteenth round), so one
     "anet_members": 1,
+    # The command's wall-clock budget in minutes (issue 19: 60 on 2 CPU cores). ANet, trained
+    # in-process, gets what is left of it after the stages before it, less minutes_after_anet
+    # for the stages after it (heads, calibration, evaluation: 6.1 min on the AVX-512 EPYC,
+    # runs/repro24; more on slower cores; the face head's fit adds about 11), and cuts its
+    # epochs to what fits (train.common.epochs_within). The AMX Xeon and the AVX-512 EPYC fit
+    # all 94 bf16 epochs; a 2-core AVX2 EPYC (float32, 120 images/s: 58 epochs would take 51
+    # min after 10 of LNets) does not (README, results: A longer ANet, twenty-second round).
+    # null: no budget
+    "minutes": 60, "minutes_after_anet": 10,
     # bundles whose ANets to take as they are (skips ANet's training): one, or several read as
     # one ensemble
     "anet_init": None,
@@ -314,6 +323,11 @@ class Timer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since this timer was made (the command's start)."""
+        return time.perf_counter() - self.started
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -428,14 +442,29 @@ def train_networks(root: str, wild: str | None, work: str, recipe: dict, timer: 
     trained = []
     with timer.stage("anet_finetune"):
         for k in range(members):  # member k from seed + k: the same job, other draws
+            budget = anet_minutes(recipe, timer, members - k) if common["local"] else None
             anets, metrics, cfg = api.finetune(root, nets=("anet",), init=init,
                                                **{**common, "seed": seed + k}, **anet_options,
                                                anet=anet_arch, preprocess=preprocess,
+                                               minutes=budget,
                                                run_name="anet" if k == 0 else f"anet-{k}")
             trained.append(anets["anet"])
             who = "ANet" if members == 1 else f"ANet member {k + 1} of {members}"
             print(f"[reproduce] {who}: {_short(metrics['anet'])}")
     return {**lnets, "anet": read_as_one(trained)}, cfg
+
+
+def anet_minutes(recipe: dict, timer: Timer, members_left: int = 1) -> float | None:
+    """The minutes the next ANet may train in-process: the recipe's budget less the time
+    spent so far and ``minutes_after_anet``, shared among the members still to train; None
+    when the recipe sets no budget. Never below 0 (the run then trains one epoch)."""
+    if recipe.get("minutes") is None:
+        return None
+    left = recipe["minutes"] - timer.elapsed() / 60 - recipe.get("minutes_after_anet", 0)
+    minutes = max(left, 0.0) / max(members_left, 1)
+    print(f"[reproduce] ANet's budget: {minutes:.1f} min of the recipe's {recipe['minutes']}",
+          flush=True)
+    return minutes
 
 
 def given_anet(paths: str | list[str], timer: Timer) -> tuple:

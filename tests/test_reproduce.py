@@ -386,3 +386,19 @@ def test_with_two_lnet_o_draws_the_best_pair_is_kept_with_its_own_lnet_o(monkeyp
     assert nets == {"lnet_o": "o6", "lnet_s": "s6.1"}
     assert info["s_draws_val_recall"] == [0.5, 0.2, 0.4, 0.7]
     assert info["lnet_o_seconds"] == 2.0 and info["lnet_s_seconds"] == 4.0
+
+
+def test_anet_gets_the_recipes_minutes_left_after_the_stages_around_it(monkeypatch):
+    """`reproduce`'s budget (60 minutes in RECIPE): ANet trains in what is left after the
+    stages before it, less ``minutes_after_anet`` for those after it, shared among the
+    members still to train; never below 0; no budget when the recipe sets none."""
+    from faceattr_ray import reproduce
+
+    timer = reproduce.Timer()
+    monkeypatch.setattr(timer, "elapsed", lambda: 600.0)  # the LNets took 10 minutes
+    recipe = {"minutes": 60, "minutes_after_anet": 9}
+    assert reproduce.anet_minutes(recipe, timer) == pytest.approx(41.0)
+    assert reproduce.anet_minutes(recipe, timer, members_left=2) == pytest.approx(20.5)
+    assert reproduce.anet_minutes({**recipe, "minutes": 15}, timer) == 0.0
+    assert reproduce.anet_minutes({**recipe, "minutes": None}, timer) is None
+    assert (reproduce.RECIPE["minutes"], reproduce.RECIPE["minutes_after_anet"]) == (60, 10)

@@ -458,3 +458,46 @@ def test_rerun_with_the_same_name_resumes(runs):
     assert _same(_weights(runs["D"]), _weights(runs["local3"]))
     # The comparison can fail: the same epoch with the momentum lost ends elsewhere.
     assert not _same(_weights(runs["D"]), _weights(runs["fresh"]))
+
+
+def test_epochs_within_reads_the_pace_after_the_first_epoch_and_never_stops_early():
+    from faceattr_ray.train.common import epochs_within
+
+    # 100 s left after 2 epochs of 30 s and 10 s: the first (start-up) is not the pace, 10 is
+    assert epochs_within(100.0, 2, [30.0, 10.0], 58) == 12
+    assert epochs_within(100.0, 1, [30.0], 58) == 4  # only the first timed: it is the pace
+    assert epochs_within(1e6, 3, [5.0, 5.0, 5.0], 58) == 58  # time to spare: the plan stands
+    # no time left: one more epoch (validated as the last), never a run cut before it starts
+    assert epochs_within(-50.0, 3, [5.0, 5.0, 5.0], 58) == 4
+    assert epochs_within(9.9, 3, [5.0, 5.0, 9.0, 5.0], 58) == 4  # median 5 of the later ones
+
+
+def test_a_time_budget_cuts_the_epochs_and_the_schedule_follows_the_new_count(tmp_path):
+    """In-process training with ``minutes``: a run that fits its budget ends at the weights
+    of a run without one, bit for bit; a run whose budget is spent after the first epoch
+    trains one more and stops there, at the very weights of a run planned for those two
+    epochs (with one warm-up epoch the first epoch's rates do not depend on the count, and
+    the cosine then ends at 0 on the new last step); Ray Train refuses a budget."""
+    root = write_celeba(str(tmp_path / "celeba"), n=24)
+    common = dict(nets=("anet",), local=True, batch_size=8, lr=0.05, seed=1, shuffle=True,
+                  schedule="cosine", warmup_epochs=1,
+                  anet={"patch_size": 64, "grid": 2, "channels": [4, 8, 8, 8], "feature_dim": 16})
+
+    def run(**kw):
+        nets, metrics, _ = api.finetune(root, **common, **kw)
+        return nets["anet"].state_dict(), metrics["anet"]
+
+    planned4, _ = run(epochs=4)
+    roomy, roomy_metrics = run(epochs=4, minutes=1000.0)
+    cut, cut_metrics = run(epochs=4, minutes=1e-9)
+    planned2, _ = run(epochs=2)
+    assert (roomy_metrics["epochs_planned"], roomy_metrics["epochs_run"]) == (4, 4)
+    assert (cut_metrics["epochs_planned"], cut_metrics["epochs_run"]) == (4, 2)
+    assert "val_accuracy" in cut_metrics  # the cut run's last epoch is validated
+    for key, value in planned4.items():
+        assert torch.equal(roomy[key], value), key
+    for key, value in planned2.items():
+        assert torch.equal(cut[key], value), key
+    assert any(not torch.equal(planned4[k], planned2[k]) for k in planned4)
+    with pytest.raises(ValueError, match="in-process training only"):
+        api.finetune(root, **{**common, "local": False}, epochs=1, minutes=5.0)

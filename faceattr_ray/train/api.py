@@ -53,6 +53,9 @@ DEFAULTS: dict = {
     # exponential moving average over the steps at this decay (common.weight_average); None:
     # the last step's
     "ema_decay": None,
+    # in-process training: a wall-clock budget in minutes; the epochs are cut to what fits,
+    # read off the epochs already timed (common.epochs_within); None: no budget
+    "minutes": None,
 }
 # --smoke-test: the "smoke" preset's networks, a handful of images, 2 steps, in-process.
 SMOKE = {"epochs": 1, "max_steps": 2, "batch_size": 4, "limit": 8, "local": True,
@@ -90,6 +93,9 @@ def fit(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]:
     """
     if cfg["local"]:
         return common.fit_local(cfg, init_state=init_state)
+    if cfg.get("minutes") is not None:
+        raise ValueError("minutes: a time budget applies to in-process training only "
+                         "(local=True); Ray Train runs its epochs as set")
     cfg = dict(cfg)
     cfg["storage_path"] = cfg["storage_path"] or os.path.join(tempfile.gettempdir(),
                                                               "faceattr_ray_results")

@@ -642,10 +642,32 @@ def fit_ray(cfg: dict, init_state: dict | None = None) -> tuple[nn.Module, dict]
 # --- the local path (no Ray) ----------------------------------------------------------------------
 
 
+def epochs_within(seconds_left: float, done: int, epoch_seconds: list[float],
+                  epochs: int) -> int:
+    """The epochs a run can have in all when ``done`` are behind it, ``seconds_left`` remain,
+    and its epochs so far took ``epoch_seconds``: the median of them after the first (the
+    first also starts the batch maker and fills the image cache), the first alone when no
+    other is timed yet. Never more than ``epochs``, never fewer than ``done + 1`` (so a run
+    ends at most one epoch past its budget, with the last epoch validated)."""
+    later = epoch_seconds[1:] or epoch_seconds
+    per_epoch = float(np.median(later))
+    fit = done + int(max(seconds_left, 0.0) // max(per_epoch, 1e-9))
+    return max(done + 1, min(epochs, fit))
+
+
 def fit_local(cfg: dict, init_state: dict | None = None,
               verbose: bool = True) -> tuple[nn.Module, dict]:
-    """The same job and step logic as `fit_ray`, in this process: for quick CPU runs."""
+    """The same job and step logic as `fit_ray`, in this process: for quick CPU runs.
+
+    ``cfg["minutes"]``: a wall-clock budget for the loop. Before each epoch after the first,
+    the epochs are cut to what the time left holds at the pace so far (`epochs_within`); the
+    learning-rate schedule follows the new count from there on (cosine: it still ends at 0).
+    Runs that fit their budget train exactly as without one."""
     job = get_job(cfg["job"])
+    cfg = dict(cfg)  # the budget may lower cfg["epochs"]: never the caller's dict
+    budget = cfg.get("minutes")
+    deadline = None if budget is None else time.perf_counter() + 60.0 * float(budget)
+    planned, epoch_seconds = cfg["epochs"], []
     torch.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
     device = pick_device(use_gpu=cfg.get("use_gpu", False))
@@ -673,7 +695,15 @@ def fit_local(cfg: dict, init_state: dict | None = None,
         # val_every: val is scored every that many epochs and after the last (it only reports;
         # a pass costs about 4% of an ANet epoch)
         every = max(1, int(cfg.get("val_every") or 1))
-        for epoch in range(cfg["epochs"]):
+        epoch = 0
+        while epoch < cfg["epochs"]:
+            if deadline is not None and epoch_seconds:
+                fit = epochs_within(deadline - time.perf_counter(), epoch, epoch_seconds,
+                                    cfg["epochs"])
+                if fit < cfg["epochs"] and verbose:
+                    print(f"[{cfg['job']}] time budget: {fit} of {planned} epochs fit in "
+                          f"{budget:.1f} min", flush=True)
+                cfg["epochs"] = fit
             start = time.perf_counter()
             # at most max_steps batches are made, as the plain loop makes (the rng's draws)
             if maker is not None:
@@ -693,6 +723,10 @@ def fit_local(cfg: dict, init_state: dict | None = None,
                     job, cfg, val_rows, cfg["batch_size"], False, rng), job, cfg, device)
             metrics = epoch_metrics(epoch, stats, val, 1)
             metrics["epoch_s"] = time.perf_counter() - start  # training + validation, wall clock
+            epoch_seconds.append(metrics["epoch_s"])
             if verbose:
                 print(format_progress(cfg["job"], metrics, cfg["epochs"]), flush=True)
+            epoch += 1
+    if deadline is not None:
+        metrics["epochs_planned"], metrics["epochs_run"] = planned, epoch
     return kept(model, average).cpu().eval(), metrics
