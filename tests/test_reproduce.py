@@ -390,8 +390,9 @@ def test_with_two_lnet_o_draws_the_best_pair_is_kept_with_its_own_lnet_o(monkeyp
 
 def test_anet_gets_the_recipes_minutes_left_after_the_stages_around_it(monkeypatch):
     """`reproduce`'s budget (60 minutes in RECIPE): ANet trains in what is left after the
-    stages before it, less ``minutes_after_anet`` for those after it, shared among the
-    members still to train; never below 0; no budget when the recipe sets none."""
+    stages before it, less ``minutes_after_anet`` for those after it (and the face head's fit
+    when the recipe asks for one), shared among the members still to train; never below 0; no
+    budget when the recipe sets none."""
     from faceattr_ray import reproduce
 
     timer = reproduce.Timer()
@@ -401,4 +402,9 @@ def test_anet_gets_the_recipes_minutes_left_after_the_stages_around_it(monkeypat
     assert reproduce.anet_minutes(recipe, timer, members_left=2) == pytest.approx(20.5)
     assert reproduce.anet_minutes({**recipe, "minutes": 15}, timer) == 0.0
     assert reproduce.anet_minutes({**recipe, "minutes": None}, timer) is None
-    assert (reproduce.RECIPE["minutes"], reproduce.RECIPE["minutes_after_anet"]) == (60, 10)
+    # asking for a face head reserves its fit's minutes too
+    head = {**recipe, "minutes_face_head": 12, "frame_face_head": {}}
+    assert reproduce.anet_minutes(head, timer) == pytest.approx(29.0)
+    assert reproduce.anet_minutes({**head, "frame_face_head": None}, timer) == pytest.approx(41.0)
+    assert (reproduce.RECIPE["minutes"], reproduce.RECIPE["minutes_after_anet"],
+            reproduce.RECIPE["minutes_face_head"]) == (60, 10, 12)
