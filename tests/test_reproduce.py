@@ -407,4 +407,7 @@ def test_anet_gets_the_recipes_minutes_left_after_the_stages_around_it(monkeypat
     assert reproduce.anet_minutes(head, timer) == pytest.approx(29.0)
     assert reproduce.anet_minutes({**head, "frame_face_head": None}, timer) == pytest.approx(41.0)
     assert (reproduce.RECIPE["minutes"], reproduce.RECIPE["minutes_after_anet"],
-            reproduce.RECIPE["minutes_face_head"]) == (60, 10, 12)
+            reproduce.RECIPE["minutes_face_head"]) == (60, 10, 17)
+    # the command frames with a face head, so its fit's minutes are reserved by default
+    assert reproduce.face_head_recipe(reproduce.RECIPE) == reproduce.FACE_HEAD
+    assert reproduce.anet_minutes(reproduce.RECIPE, timer) == pytest.approx(23.0)

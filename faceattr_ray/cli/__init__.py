@@ -290,9 +290,9 @@ def _add_calibrate_scenes(sub) -> None:
     p = _command(sub, "calibrate-scenes", "faceattr_ray.cli.calibrate:run_scenes",
                  "Calibrate an existing bundle's face-tag LNets as reproduce does: box geometry "
                  "on scenes of val faces x held-apart backgrounds, then the face threshold and "
-                 "the confidence floor (with --recipe '{\"frame_face_head\": {}}', first a face "
-                 "head for the floor to read, fit on scenes of train faces x the training "
-                 "backgrounds); read with the bundle's own localizer options; no network is "
+                 "the confidence floor (first a face head for the floor to read, fit on scenes "
+                 "of train faces x the training backgrounds, unless --recipe "
+                 "'{\"frame_face_head\": null}'); read with the bundle's own localizer options; no network is "
                  "retrained. A bundle with a model card also gets its card's localization "
                  "figures measured again on scenes of test faces, as reproduce reports them.")
     p.add_argument("--model", required=True, help="model bundle directory")
@@ -304,7 +304,7 @@ def _add_calibrate_scenes(sub) -> None:
     p.add_argument("--out", default=None, help="write here (default: the bundle, in place)")
     p.add_argument("--recipe", default=None,
                    help='JSON (text or file) overriding reproduce\'s RECIPE, e.g. '
-                        '{"frame_face_head": {}} (a face head for the floor, off in RECIPE)')
+                        '{"frame_face_head": null} (no face head for the floor)')
     p.add_argument("--seed", type=NONNEGATIVE, default=0, help="the scenes' seed (reproduce's)")
 
 
