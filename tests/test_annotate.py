@@ -320,3 +320,49 @@ def _assert_same_image_results(model: str, paths: list[str]) -> None:
             np.testing.assert_allclose(fa.box, fb.box, atol=1e-3)
             np.testing.assert_allclose(fa.attributes, fb.attributes, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(fa.features, fb.features, rtol=1e-5, atol=1e-5)
+
+
+# What the actors' threads see: run in a fresh process whose OMP_NUM_THREADS is 1, as Ray sets
+# it for a 1.5-CPU actor. OpenMP's thread count is per thread, and torch.get_num_threads()
+# does not show what oneDNN's convolutions get, so this asks torch's OpenMP runtime itself.
+_THREADS_SEEN = """
+import ctypes, sys, threading
+import numpy as np
+import torch
+from faceattr_ray.pipeline.annotate import AnnotateActor, LocalizeActor, decode_batch
+
+omp = ctypes.CDLL(next(line.split()[-1] for line in open("/proc/self/maps")
+                       if "libgomp" in line or "libiomp" in line))
+model, paths = sys.argv[1], sys.argv[2:]
+batch = decode_batch({"path": np.array(paths)}, max_pixels=None)
+seen = {}
+def bare():
+    seen["a thread of its own"] = omp.omp_get_max_threads()
+for actor, method in ((AnnotateActor(model, "lnet", False, False, threads=2), "predict"),
+                      (LocalizeActor(model, "lnet", False, threads=2), "localize")):
+    name = type(actor).__name__
+    def spy(images, real=getattr(actor.predictor, method), name=name):
+        seen[name] = omp.omp_get_max_threads()
+        return real(images)
+    setattr(actor.predictor, method, spy)
+    def call(actor=actor, name=name):
+        seen[name + " rows"] = len(actor(batch)["path"])
+    for target in (bare, call):  # as Ray Data calls it: not the constructor's thread
+        t = threading.Thread(target=target); t.start(); t.join()
+print(seen)
+"""
+
+
+def test_actors_run_their_batches_on_the_threads_they_were_given(model, tmp_path):
+    """Ray Data calls an actor's batches from another thread than its constructor's; there
+    the convolutions must still get the actor's thread count, not Ray's OMP_NUM_THREADS (1),
+    which ran them on one core of two (README, results: Speed and scale, twelfth round)."""
+    paths = scenes(tmp_path / "scenes", 2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _THREADS_SEEN, model, *paths], env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = eval(out.stdout.strip().splitlines()[-1])  # a dict of ints, printed above
+    assert seen["a thread of its own"] == 1  # what a batch's thread got before the fix
+    assert seen["AnnotateActor"] == seen["LocalizeActor"] == 2
+    assert seen["AnnotateActor rows"] == seen["LocalizeActor rows"] == 2

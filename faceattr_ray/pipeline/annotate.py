@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -108,16 +109,30 @@ def _reason(e: Exception) -> str:
 # --- the model stage (actor pools) -----------------------------------------------------------
 
 
-def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: bool,
-                    threads: int | None, parts: str, precision: str = "auto"):
+_this_thread = threading.local()
+
+
+def use_threads_here(threads: int | None) -> None:
+    """torch's thread count, set in the calling thread (once per thread).
+
+    OpenMP keeps the count per thread, and Ray Data runs an actor's batches in a thread other
+    than the one that ran its constructor. There Ray's OMP_NUM_THREADS (1 for a 1.5-CPU
+    actor) ruled oneDNN's convolutions, which ran on one core of two (README, results: Speed
+    and scale, twelfth round)."""
     import torch
 
+    if threads and getattr(_this_thread, "threads", None) != threads:
+        torch.set_num_threads(threads)
+        _this_thread.threads = threads
+
+
+def _load_predictor(model: str, localizer: str, all_faces: bool, with_features: bool,
+                    threads: int | None, parts: str, precision: str = "auto"):
     from faceattr_ray.bundle import load_bundle
     from faceattr_ray.predictor import Predictor
     from faceattr_ray.runtime import pick_device
 
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads_here(threads)
     device = pick_device()
     bundle = load_bundle(model, device=str(device))
     predictor = Predictor(bundle, device, localizer, all_faces, with_features, parts=parts,
@@ -228,11 +243,13 @@ class _TableActor:
 
     rows: _TableRows
     clock: BatchClock
+    threads: int | None = None
 
     def results(self, batch: dict[str, np.ndarray]) -> dict:
         raise NotImplementedError
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        use_threads_here(self.threads)
         table = self.rows.table(batch, self.results(batch))
         self.clock.tick(len(batch["path"]))
         return table
@@ -249,6 +266,7 @@ class AnnotateActor(_TableActor):
                  threads: int | None = None, point: str | None = None,
                  probabilities: bool = False, precision: str = "auto",
                  timing_log: str | None = None) -> None:
+        self.threads = threads
         bundle, self.predictor = _load_predictor(model, localizer, all_faces, with_features,
                                                  threads, parts="all", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
@@ -269,10 +287,12 @@ class LocalizeActor:
 
     def __init__(self, model: str, localizer: str, all_faces: bool,
                  threads: int | None = None, precision: str = "auto") -> None:
+        self.threads = threads
         _, self.predictor = _load_predictor(model, localizer, all_faces, False, threads,
                                             parts="localize", precision=precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        use_threads_here(self.threads)
         ok = _ok_rows(batch)
         images = dict(zip(ok, batch_images(batch, ok), strict=True))
         detections = dict(zip(ok, self.predictor.localize(list(images.values())), strict=True))
@@ -297,6 +317,7 @@ class DescribeActor(_TableActor):
                  threads: int | None = None, point: str | None = None,
                  probabilities: bool = False, precision: str = "auto",
                  timing_log: str | None = None) -> None:
+        self.threads = threads
         bundle, self.predictor = _load_predictor(model, localizer, False, with_features, threads,
                                                  parts="describe", precision=precision)
         self.rows = _TableRows(bundle, localizer, with_features, point, probabilities)
