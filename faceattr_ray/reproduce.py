@@ -194,7 +194,7 @@ RECIPE: dict = {
     # The command's wall-clock budget in minutes (issue 19: 60 on 2 CPU cores). ANet, trained
     # in-process, gets what is left of it after the stages before it, less minutes_after_anet
     # for the stages after it (heads, calibration, evaluation: 6.1 min on the AVX-512 EPYC,
-    # runs/repro24; more on slower cores; the face head's fit adds about 11), and cuts its
+    # runs/repro24; more on slower cores; the face head's fit adds 8.5-17), and cuts its
     # epochs to what fits (train.common.epochs_within). The AMX Xeon and the AVX-512 EPYC fit
     # all 94 bf16 epochs; a 2-core AVX2 EPYC (float32, 120 images/s: 58 epochs would take 51
     # min after 10 of LNets) does not (README, results: A longer ANet, twenty-second round).
@@ -258,8 +258,8 @@ RECIPE: dict = {
     # them all), a face head (`heads.face`), the threshold and floor then chosen together. It
     # reads as well or better on every val set, with the bundled model's networks and with the
     # command's own (runs/repro23; README, results, twenty-first and twenty-second rounds).
-    # Its fit (about 11 minutes on 2 cores) is reserved in the budget ("minutes_face_head"),
-    # so it takes its minutes from ANet's epochs where the budget binds
+    # Its fit (8.5-11 minutes on 2 cores, more on AVX2) is reserved in the budget
+    # ("minutes_face_head"), so it takes its minutes from ANet's epochs where the budget binds
     "frame_face_head": {},
     # The attribute network: "anet" (LNets+ANet, the paper) or "ssp-ssg" (Kalayeh et al. 2017:
     # parsing-guided, `ssp_ssg` below, in place of the ANet stages; LNets, heads, calibration

@@ -326,7 +326,7 @@ def _assert_same_image_results(model: str, paths: list[str]) -> None:
 # it for a 1.5-CPU actor. OpenMP's thread count is per thread, and torch.get_num_threads()
 # does not show what oneDNN's convolutions get, so this asks torch's OpenMP runtime itself.
 _THREADS_SEEN = """
-import ctypes, sys, threading
+import ctypes, json, sys, threading
 import numpy as np
 import torch
 from faceattr_ray.pipeline.annotate import AnnotateActor, LocalizeActor, decode_batch
@@ -349,7 +349,7 @@ for actor, method in ((AnnotateActor(model, "lnet", False, False, threads=2), "p
         seen[name + " rows"] = len(actor(batch)["path"])
     for target in (bare, call):  # as Ray Data calls it: not the constructor's thread
         t = threading.Thread(target=target); t.start(); t.join()
-print(seen)
+print(json.dumps(seen))
 """
 
 
@@ -362,7 +362,7 @@ def test_actors_run_their_batches_on_the_threads_they_were_given(model, tmp_path
     out = subprocess.run([sys.executable, "-c", _THREADS_SEEN, model, *paths], env=env,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
-    seen = eval(out.stdout.strip().splitlines()[-1])  # a dict of ints, printed above
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["a thread of its own"] == 1  # what a batch's thread got before the fix
     assert seen["AnnotateActor"] == seen["LocalizeActor"] == 2
     assert seen["AnnotateActor rows"] == seen["LocalizeActor rows"] == 2

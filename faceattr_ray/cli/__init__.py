@@ -292,8 +292,8 @@ def _add_calibrate_scenes(sub) -> None:
                  "on scenes of val faces x held-apart backgrounds, then the face threshold and "
                  "the confidence floor (first a face head for the floor to read, fit on scenes "
                  "of train faces x the training backgrounds, unless --recipe "
-                 "'{\"frame_face_head\": null}'); read with the bundle's own localizer options; no network is "
-                 "retrained. A bundle with a model card also gets its card's localization "
+                 "'{\"frame_face_head\": null}'); read with the bundle's own localizer options; "
+                 "no network is retrained. A bundle with a model card also gets its card's localization "
                  "figures measured again on scenes of test faces, as reproduce reports them.")
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--celeba-root", required=True,
